@@ -1,0 +1,46 @@
+# Evently — see README.md. Every target installs what it needs (the .venv, and through
+# infra/stack.py: Redis, Kafka, Kafka Connect + Debezium, FerretDB).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?= -q -ra
+
+.PHONY: up down status logs reset test test-unit venv bench
+
+$(STAMP): pyproject.toml
+	@echo "==> python: creating $(VENV) and installing pinned dependencies"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+up: venv
+	@$(PY) -m infra.stack up
+
+down: venv
+	@$(PY) -m infra.stack down
+
+status: venv
+	@$(PY) -m infra.stack status
+
+# make logs                  last lines of every log;  make logs C=kafka F=1   follow one
+logs: venv
+	@$(PY) -m infra.stack logs $(C) $(if $(F),-f)
+
+reset: venv
+	@$(PY) -m infra.stack reset
+
+# Brings the whole stack up, runs unit + integration + e2e tests against it, tears it down
+# (KEEP_STACK=1 leaves it running).
+test: venv
+	@$(PY) -m infra.stack up || { $(PY) -m infra.stack down; exit 1; }
+	@$(PY) -m infra.stack exec -- $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ -z "$(KEEP_STACK)" ]; then $(PY) -m infra.stack down; fi; exit $$rc
+
+# Pure unit tests only: no stack needed.
+test-unit: venv
+	@$(PY) -m pytest $(PYTEST_ARGS) tests/unit

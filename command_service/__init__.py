@@ -1,0 +1,1 @@
+"""Evently command service: the write side (aiohttp + PostgreSQL + Redis seat locks + outbox)."""

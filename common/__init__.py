@@ -1,0 +1,1 @@
+"""Small modules shared by the command service, the projectors and the query service."""

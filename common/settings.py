@@ -1,0 +1,44 @@
+"""Runtime settings, read from ``EVENTLY_*`` environment variables (pydantic-settings).
+
+The defaults point at the local stack that ``make up`` starts (see infra/README.md for the
+port table); docker-compose.yml overrides the URLs with its service host names.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVENTLY_", extra="ignore")
+
+    # Backing services
+    database_url: str = "postgresql://evently:evently@127.0.0.1:15432/evently"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    mongo_url: str = "mongodb://127.0.0.1:27027/"
+    mongo_db: str = "evently"
+
+    # Auth (CONTRACT: HS256 signed with EVENTLY_JWT_SECRET)
+    jwt_secret: str = "dev-only-secret-change-me-0123456789abcdef"
+    jwt_ttl_seconds: int = 3600
+
+    # HTTP listeners
+    command_host: str = "127.0.0.1"
+    command_port: int = 8001
+    query_host: str = "127.0.0.1"
+    query_port: int = 8002
+    projector_host: str = "127.0.0.1"
+    projector_metrics_port: int = 8003
+
+    # Kafka topics written by the Debezium outbox router: evently.<aggregatetype>
+    topic_prefix: str = "evently"
+    projector_group: str = "evently-projectors"
+
+    log_level: str = "INFO"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

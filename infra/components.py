@@ -1,0 +1,394 @@
+"""The stack's components: how each one is configured, started, health-checked and stopped.
+
+Every component writes its log to .stack/logs/<name>.log and its PID to .stack/run/<name>.pid;
+``stop`` uses that PID file, so ``make down`` stops exactly what ``make up`` started.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+from infra import config, install
+from infra.connector import http_json
+from infra.progress import StepFailed, say, wait_for
+
+PG_BIN = pathlib.Path(os.environ.get("EVENTLY_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def _dir(key: str) -> pathlib.Path:
+    d = config.paths()[key]
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def port_open(port: int, host: str = config.HOST) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def port_holder(port: int) -> str:
+    """Best-effort description of who listens on a port (for the refusal message)."""
+    try:
+        out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, timeout=3).stdout
+        return out.strip() or "unknown process"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown process"
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return http_json(url)[0] == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def as_postgres(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: drop to the postgres user when we are root."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@dataclass
+class Component:
+    name: str
+    port_names: list[str]
+    start_timeout: float = 60.0
+    health: Callable[[], bool] = lambda: True
+
+    @property
+    def log(self) -> pathlib.Path:
+        return _dir("logs") / f"{self.name}.log"
+
+    @property
+    def pidfile(self) -> pathlib.Path:
+        return _dir("run") / f"{self.name}.pid"
+
+    @property
+    def ports(self) -> list[int]:
+        return [config.port(p) for p in self.port_names]
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+    def running(self) -> bool:
+        return pid_alive(self.pid())
+
+    def healthy(self) -> bool:
+        try:
+            return self.running() and bool(self.health())
+        except Exception:  # noqa: BLE001
+            return False
+
+    def check_ports_free(self) -> None:
+        for p in self.ports:
+            if port_open(p):
+                raise StepFailed(
+                    f"port {p} ({self.name}) is already in use by something this stack did not start: "
+                    f"{port_holder(p)}\n  stop it, or pick another port with "
+                    f"{next(v.env for v in config.PORTS.values() if v.value == p)}=<port>")
+
+    def ensure(self) -> str:
+        """Start if needed. Returns 'running' (left alone) or 'started'."""
+        if self.running():
+            if self.healthy():
+                return "running"
+            wait_for(f"{self.name} (already started, not yet healthy)", self.health,
+                     timeout=self.start_timeout, alive=self.running, log=self.log)
+            return "running"
+        self.pidfile.unlink(missing_ok=True)
+        self.check_ports_free()
+        self.prepare()
+        self.launch()
+        wait_for(self.name, self.health, timeout=self.start_timeout, alive=self.running, log=self.log)
+        return "started"
+
+    def prepare(self) -> None:
+        """Write config files, initialise data directories."""
+
+    def launch(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        pid = self.pid()
+        if not pid_alive(pid):
+            self.pidfile.unlink(missing_ok=True)
+            return False
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        self.pidfile.unlink(missing_ok=True)
+        return True
+
+
+@dataclass
+class ProcessComponent(Component):
+    """A long-running foreground process that we spawn in its own session (process group)."""
+    argv: Callable[[], list[str]] = lambda: []
+    env: Callable[[], dict[str, str]] = dict
+    cwd: pathlib.Path = config.ROOT
+    setup: Callable[[], None] = lambda: None
+
+    def prepare(self) -> None:
+        self.setup()
+
+    def launch(self) -> None:
+        with open(self.log, "ab") as log:
+            log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
+            proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    cwd=self.cwd, env={**os.environ, **self.env()}, start_new_session=True)
+        self.pidfile.write_text(f"{proc.pid}\n")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+@dataclass
+class Postgres(Component):
+    """PostgreSQL 15 in its own cluster under .stack/data/postgres, run as the postgres user."""
+
+    @functools.cached_property
+    def root(self) -> pathlib.Path:
+        """Where the cluster lives: .stack/data/postgres, unless the postgres user cannot reach
+        .stack (a checkout under a private directory); then a directory in its own home."""
+        inside = config.STACK / "data" / "postgres"
+        if os.geteuid() != 0 or subprocess.run(as_postgres(["test", "-x", str(config.STACK)]),
+                                                capture_output=True).returncode == 0:
+            return inside
+        digest = hashlib.sha1(str(config.STACK).encode()).hexdigest()[:10]
+        return pathlib.Path(os.path.expanduser("~postgres")) / f"evently-{digest}"
+
+    @property
+    def datadir(self) -> pathlib.Path:
+        return self.root / "pgdata"
+
+    @property
+    def sockdir(self) -> pathlib.Path:
+        return self.root / "run"
+
+    @property
+    def log(self) -> pathlib.Path:
+        _dir("logs")
+        return self.root / "postgres.log"
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError, PermissionError):
+            return None
+
+    def _chown(self, path: pathlib.Path) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(path, "postgres", "postgres")
+
+    def prepare(self) -> None:
+        for d in (self.root, self.sockdir):
+            d.mkdir(parents=True, exist_ok=True)
+            self._chown(d)
+        if (self.datadir / "PG_VERSION").exists():
+            return
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.datadir)
+        self.datadir.chmod(0o700)
+        say("==> initdb: new PostgreSQL cluster in " + str(self.datadir))
+        pwfile = self.root / "pg.pw"
+        pwfile.write_text("postgres\n")
+        self._chown(pwfile)
+        subprocess.run(as_postgres([str(PG_BIN / "initdb"), "-D", str(self.datadir), "-U", "postgres",
+                                    "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
+                                    "-E", "UTF8", "--locale=C.UTF-8"]),
+                       check=True, stdout=subprocess.DEVNULL)
+        pwfile.unlink()
+        conf = self.datadir / "postgresql.auto.conf"
+        # Logical decoding for Debezium (pgoutput); a cap on WAL a stuck slot may retain.
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "wal_level": "logical",
+            "max_wal_senders": "10",
+            "max_replication_slots": "10",
+            "max_slot_wal_keep_size": "'4GB'",
+            "max_connections": "400",
+            "shared_buffers": "'1GB'",
+            "work_mem": "'8MB'",
+            "wal_writer_delay": "'10ms'",
+            "logging_collector": "off",
+        }
+        with open(conf, "a") as f:
+            f.writelines(f"{k} = {v}\n" for k, v in settings.items())
+        self._chown(conf)
+
+    def launch(self) -> None:
+        subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log),
+                                    "-o", f"-p {self.ports[0]} -k {self.sockdir}", "start"]),
+                       check=True, stdout=subprocess.DEVNULL)
+
+    def psql(self, sql: str, db: str = "postgres") -> str:
+        psql = str(PG_BIN / "psql") if (PG_BIN / "psql").exists() else "psql"
+        return subprocess.run(as_postgres([psql,
+                                           "-h", str(self.sockdir), "-p", str(self.ports[0]), "-U", "postgres",
+                                           "-d", db, "-Atqc", sql]),
+                              check=True, capture_output=True, text=True).stdout
+
+    def bootstrap_roles(self) -> None:
+        """Create the application role/database and FerretDB's database (idempotent)."""
+        if not self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{config.PG_USER}'").strip():
+            self.psql(f"CREATE ROLE {config.PG_USER} LOGIN REPLICATION PASSWORD '{config.PG_PASSWORD}'")
+        for db in (config.PG_DB, config.FERRET_DB):
+            if not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{db}'").strip():
+                self.psql(f"CREATE DATABASE {db} OWNER {config.PG_USER}")
+
+    def health_check(self) -> bool:
+        return subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", config.HOST, "-p", str(self.ports[0])]).returncode == 0
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        if not self.running():
+            return False
+        subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w",
+                                    "-t", str(int(timeout)), "stop"]), stdout=subprocess.DEVNULL)
+        return True
+
+
+# --------------------------------------------------------------------------- Kafka + Connect
+
+def java_argv(main: str, *args: str, heap: str, libs: pathlib.Path, name: str) -> list[str]:
+    java = shutil.which("java") or "java"
+    return [java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={config.ROOT / 'infra' / 'conf' / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={_dir('logs')}", f"-Devently.component={name}",
+            "-cp", f"{libs}/*", main, *args]
+
+
+def kafka_properties() -> pathlib.Path:
+    data = config.STACK / "data" / "kafka"
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{config.HOST}:{config.port('kafka-controller')}",
+        "listeners": f"PLAINTEXT://{config.HOST}:{config.port('kafka')},CONTROLLER://{config.HOST}:{config.port('kafka-controller')}",
+        "advertised.listeners": f"PLAINTEXT://{config.HOST}:{config.port('kafka')}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(data),
+        "num.partitions": "3",
+        # Topics are created explicitly (projectors/topics.py and the connector's topic.creation.*).
+        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.retention.hours": "-1",
+        "num.network.threads": "2",
+        "num.io.threads": "4",
+    }
+    path = _dir("conf") / "kafka.properties"
+    path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    return path
+
+
+def kafka_setup() -> None:
+    props = kafka_properties()
+    data = config.STACK / "data" / "kafka"
+    if (data / "meta.properties").exists():
+        return
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    say("==> kafka: formatting KRaft storage (first start)")
+    subprocess.run(java_argv("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
+                             heap="256m", libs=install.KAFKA_LIBS, name="kafka-storage"),
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def kafka_health() -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient({"bootstrap.servers": f"{config.HOST}:{config.port('kafka')}",
+                      "log_level": 0}).list_topics(timeout=2)
+    return bool(md.brokers)
+
+
+def connect_properties() -> pathlib.Path:
+    props = {
+        "bootstrap.servers": f"{config.HOST}:{config.port('kafka')}",
+        "group.id": "evently-connect",
+        "listeners": f"http://{config.HOST}:{config.port('connect')}",
+        "rest.advertised.host.name": config.HOST,
+        "rest.advertised.port": str(config.port("connect")),
+        "plugin.path": str(install.CONNECT_PLUGINS),
+        "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "false",
+        "config.storage.topic": "evently-connect-configs",
+        "offset.storage.topic": "evently-connect-offsets",
+        "status.storage.topic": "evently-connect-status",
+        "config.storage.replication.factor": "1",
+        "offset.storage.replication.factor": "1",
+        "status.storage.replication.factor": "1",
+        # Commit source offsets often: fewer redelivered events after a crash.
+        "offset.flush.interval.ms": "1000",
+        # Lets the connector override producer settings (linger, acks) per connector.
+        "connector.client.config.override.policy": "All",
+        # Connector configs read credentials from the environment: ${env:EVENTLY_CDC_PG_HOST}.
+        "config.providers": "env",
+        "config.providers.env.class": "org.apache.kafka.common.config.provider.EnvVarConfigProvider",
+    }
+    path = _dir("conf") / "connect-distributed.properties"
+    path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    return path
+
+
+def connect_health() -> bool:
+    status, plugins = http_json(f"http://{config.HOST}:{config.port('connect')}/connector-plugins")
+    return status == 200 and any(p["class"].endswith("PostgresConnector") for p in plugins)
+
+
+# --------------------------------------------------------------------------- FerretDB
+
+def ferretdb_health() -> bool:
+    from pymongo import MongoClient
+
+    with MongoClient(config.HOST, config.port("ferretdb"), serverSelectionTimeoutMS=1000) as c:
+        return c.admin.command("ping")["ok"] == 1
+
+
+def python_argv(module: str) -> list[str]:
+    return [sys.executable, "-m", module]

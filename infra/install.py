@@ -1,0 +1,108 @@
+"""Install what the stack needs and the machine lacks, each from its own registry.
+
+- Redis: Debian's apt.
+- Kafka broker + Kafka Connect, and the Debezium PostgreSQL connector: jars resolved by mvn from
+  Maven Central (infra/maven/*.xml) into .stack/cache.
+- FerretDB: source from the Go module proxy, built with the local Go toolchain into .stack/cache/bin.
+
+Each step is skipped when its output is already there, so a warm ``make up`` installs nothing.
+A failed step says which registry route failed and shows the tail of its log.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from infra import config
+from infra.progress import StepFailed, run_step
+
+CACHE = config.STACK / "cache"
+KAFKA_LIBS = CACHE / f"kafka-{config.KAFKA_VERSION}" / "libs"
+CONNECT_PLUGINS = CACHE / f"connect-plugins-{config.DEBEZIUM_VERSION}"
+FERRETDB_BIN = CACHE / "bin" / f"ferretdb-{config.FERRETDB_VERSION}"
+MAVEN = config.ROOT / "infra" / "maven"
+
+
+def ensure_all() -> None:
+    config.STACK.mkdir(parents=True, exist_ok=True)
+    (CACHE / "logs").mkdir(parents=True, exist_ok=True)
+    ensure_redis()
+    ensure_kafka()
+    ensure_debezium()
+    ensure_ferretdb()
+
+
+def _need(tool: str, hint: str) -> str:
+    path = shutil.which(tool)
+    if not path:
+        raise StepFailed(f"'{tool}' is not on PATH: {hint}")
+    return path
+
+
+def ensure_redis() -> None:
+    if shutil.which("redis-server"):
+        return
+    if os.geteuid() != 0:
+        raise StepFailed("redis-server is missing and installing it needs root: run `sudo apt-get install redis-server`")
+    log = CACHE / "logs" / "apt-redis.log"
+    run_step("apt: updating package lists", ["apt-get", "update"], log,
+             route="Debian apt (apt-get update)")
+    run_step("apt: installing redis-server", ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"],
+             log, route="Debian apt (redis-server)", env={"DEBIAN_FRONTEND": "noninteractive"})
+
+
+def _maven_copy(pom: str, out, what: str) -> None:
+    marker = out / ".complete"
+    if marker.exists():
+        return
+    _need("mvn", "install Maven (apt-get install maven)")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    log = CACHE / "logs" / f"mvn-{out.name}.log"
+    run_step(
+        f"mvn: resolving {what} from Maven Central into {out.relative_to(config.ROOT) if out.is_relative_to(config.ROOT) else out}",
+        ["mvn", "-B", "-ntp", "-f", str(MAVEN / pom), "dependency:copy-dependencies",
+         f"-DoutputDirectory={out}", "-DincludeScope=runtime"],
+        log, route=f"Maven Central ({what})",
+    )
+    marker.write_text("ok\n")
+
+
+def ensure_kafka() -> None:
+    _maven_copy("kafka-pom.xml", KAFKA_LIBS, f"Apache Kafka {config.KAFKA_VERSION} broker + Connect")
+
+
+def ensure_debezium() -> None:
+    # Connect's plugin.path holds one directory per plugin; the connector's jars live in it.
+    _maven_copy("debezium-pom.xml", CONNECT_PLUGINS / "debezium-connector-postgres",
+                f"Debezium {config.DEBEZIUM_VERSION} PostgreSQL connector")
+
+
+def ensure_ferretdb() -> None:
+    if FERRETDB_BIN.exists():
+        return
+    go = _need("go", "install Go >= 1.22")
+    module = f"github.com/FerretDB/FerretDB@{config.FERRETDB_VERSION}"
+    log = CACHE / "logs" / "go-ferretdb.log"
+    # `go install module@version` refuses here: it also asks the proxy for the module's version
+    # list (for deprecation notices), which the proxy this machine reaches does not serve. So:
+    # download the exact version from the Go module proxy, then build it in a writable copy.
+    env = {"GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+    out = run_step(f"go: downloading FerretDB {config.FERRETDB_VERSION} from the Go module proxy",
+                   [go, "mod", "download", "-json", module], log, route="Go module proxy (FerretDB)", env=env)
+    info = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    src = CACHE / "src" / f"ferretdb-{config.FERRETDB_VERSION}"
+    if src.exists():
+        shutil.rmtree(src)
+    shutil.copytree(info["Dir"], src)
+    for d in [src, *src.rglob("*")]:
+        if d.is_dir():
+            d.chmod(0o755)
+    # FerretDB's release builds write this file from `git describe`; the module zip has it empty.
+    (src / "build" / "version" / "version.txt").write_text(config.FERRETDB_VERSION + "\n")
+    FERRETDB_BIN.parent.mkdir(parents=True, exist_ok=True)
+    run_step("go: building FerretDB (first run only, ~1-2 min)",
+             [go, "build", "-trimpath", "-o", str(FERRETDB_BIN), "./cmd/ferretdb"], log,
+             route="Go module proxy (FerretDB dependencies) + local go build", env=env, cwd=src)
