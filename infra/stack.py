@@ -149,14 +149,16 @@ def status(args: argparse.Namespace) -> int:
 
 
 def logs(args: argparse.Namespace) -> int:
-    names = args.components or [comp.name for comp in COMPONENTS]
-    files = [config.paths()["logs"] / f"{n}.log" for n in names]
-    files = [str(f) for f in files if f.exists()]
+    by_name = {comp.name: comp for comp in COMPONENTS}
+    unknown = [n for n in args.components if n not in by_name]
+    if unknown:
+        say(f"unknown component(s): {', '.join(unknown)}; known: {', '.join(by_name)}")
+        return 2
+    files = [str(by_name[n].log) for n in (args.components or by_name) if by_name[n].log.exists()]
     if not files:
         say("no logs yet")
         return 1
-    cmd = ["tail", "-n", str(args.lines)] + (["-F"] if args.follow else []) + files
-    return subprocess.call(cmd)
+    return subprocess.call(["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), *files])
 
 
 def reset(args: argparse.Namespace) -> int:
