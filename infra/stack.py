@@ -100,8 +100,6 @@ def up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     install.ensure_all()
     for comp in COMPONENTS:
-        if comp is COMMAND:
-            _run_migrations()
         if comp is CONNECT:
             _create_topics()
         t0 = time.monotonic()
@@ -110,6 +108,7 @@ def up(args: argparse.Namespace) -> int:
             f"pid {comp.pid()}  ({time.monotonic() - t0:.1f}s)")
         if comp is POSTGRES:
             POSTGRES.bootstrap_roles()
+            _run_migrations()  # the connector's filtered publication needs the outbox table
         if comp is CONNECT:
             url = config.service_env()["EVENTLY_CONNECT_URL"]
             say(f"==> debezium: connector {connector.spec()['name']} {connector.register(url)} (idempotent PUT)")
