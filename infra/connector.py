@@ -49,7 +49,9 @@ def running(connect_url: str) -> bool:
     failed = [t for t in tasks if t["state"] == "FAILED"]
     if body["connector"]["state"] == "FAILED" or failed:
         trace = (failed[0] if failed else body["connector"]).get("trace", "")
-        raise ConnectorFailed(f"Debezium connector {name} FAILED:\n{trace[:2000]}")
+        hint = ("\n  hint: Kafka Connect remembers a position PostgreSQL no longer has (was one of them wiped "
+                "without the other?). `make reset` wipes both." if "no longer available" in trace else "")
+        raise ConnectorFailed(f"Debezium connector {name} FAILED:\n{trace[:2000]}{hint}")
     return body["connector"]["state"] == "RUNNING" and bool(tasks) and all(t["state"] == "RUNNING" for t in tasks)
 
 

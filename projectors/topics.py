@@ -33,7 +33,7 @@ DLQ_TOPIC = "evently.dlq"
 
 def ensure_topics(bootstrap: str) -> list[str]:
     """Create missing topics; returns the names created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     existing = set(admin.list_topics(timeout=10).topics)
     missing = [t for t in TOPICS if t.name not in existing]
     if not missing:
