@@ -38,6 +38,15 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Command service (see command_service/README.md)
+    command_workers: int = 1              # N processes sharing the port with SO_REUSEPORT
+    hold_ttl_seconds: float = 600.0       # hold lifetime = Redis seat-lock TTL
+    sweep_interval_seconds: float = 0.5   # how often the hold sweeper looks for expired holds
+    max_body_bytes: int = 1_048_576       # larger request bodies get 413
+    pg_pool_size: int = 16                # PostgreSQL connections per process
+    redis_pool_size: int = 64             # Redis connections per process
+    event_cache_seconds: float = 1.0      # how long an on-sale event's layout/status is cached in-process
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -1,0 +1,279 @@
+"""PostgreSQL repository: every read and conditional write of the command side.
+
+It runs on one connection inside a unit of work (a transaction in psycopg pipeline mode:
+statements queued together go to the server in one round trip).
+
+Inventory arbitration lives here. The rules (README.md "PostgreSQL is the arbiter"):
+
+* A seat or GA section only changes through an UPDATE whose WHERE clause states the expected
+  current state (``status = 'available'``, ``hold_id = <hold>``, ``held + sold + n <= capacity``),
+  so of two racing transactions the second finds nothing to update.
+* Lock order: hold/order row first, then inventory rows. A new hold has no row yet, so it
+  locks inventory only. Event cancellation waits for every in-flight inventory transaction
+  (the "barrier") before it cancels orders and resets. PostgreSQL breaks the rare deadlock left
+  (an event and one of its orders cancelled at the same moment; overlapping multi-seat holds
+  after a Redis flush) and the message bus retries the loser.
+* A new hold reads the event's sale terms *after* locking its inventory rows, in a later
+  statement (fresh snapshot): a cancellation that committed first is seen, and one that did not
+  yet commit waits on the barrier for this transaction and then undoes it. A checkout needs no
+  such read: cancellation releases holds first, so it either waits for the checkout (and then
+  cancels the new order) or the checkout finds its hold released.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from command_service.domain.model import (Event, GASectionState, Hold, InventoryChange, Layout, Order,
+                                          SaleInfo, SaleTerms, SeatChange, User, Venue)
+
+SEAT_CHANGE = "RETURNING s.seat_id, s.status, s.version"
+GA_STATE = "RETURNING g.section, g.capacity, g.held, g.sold, g.version"
+
+
+def _seats(rows: list[dict[str, Any]]) -> InventoryChange:
+    return InventoryChange(seats=tuple(SeatChange(r["seat_id"], r["status"], r["version"]) for r in rows))
+
+
+def _ga(rows: list[dict[str, Any]]) -> InventoryChange:
+    return InventoryChange(ga_sections=tuple(
+        GASectionState(r["section"], r["capacity"], r["held"], r["sold"], r["version"]) for r in rows))
+
+
+def _hold(r: dict[str, Any]) -> Hold:
+    return Hold(str(r["id"]), str(r["event_id"]), str(r["buyer_id"]), tuple(r["seats"]) if r["seats"] else None,
+                r["section"], r["quantity"], r["expires_at"], r["total"], r["currency"], r["status"])
+
+
+def _order(r: dict[str, Any]) -> Order:
+    return Order(str(r["id"]), str(r["event_id"]), str(r["buyer_id"]), str(r["hold_id"]),
+                 tuple(r["seats"]) if r["seats"] else None, r["section"], r["quantity"], r["total"],
+                 r["currency"], r["status"], r["created_at"], r["cancelled_at"])
+
+
+class Repository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def _execute(self, sql: str, params: Any = None):
+        cur = self.conn.cursor(row_factory=dict_row)
+        await cur.execute(sql, params)
+        return cur
+
+    async def _one(self, sql: str, params: Any = None) -> dict[str, Any] | None:
+        return await (await self._execute(sql, params)).fetchone()
+
+    # --- users ----------------------------------------------------------------------------
+    async def add_user(self, user: User) -> bool:
+        """False when the email is taken."""
+        row = await self._one(
+            "INSERT INTO users (id, email, name, role, password_hash) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (email) DO NOTHING RETURNING id",
+            (user.id, user.email, user.name, user.role, user.password_hash))
+        return row is not None
+
+    async def user_by_email(self, email: str) -> User | None:
+        r = await self._one("SELECT id, email, name, role, password_hash FROM users WHERE email = %s", (email,))
+        return User(str(r["id"]), r["email"], r["name"], r["role"], r["password_hash"]) if r else None
+
+    # --- venues and events ----------------------------------------------------------------
+    async def add_venue(self, venue: Venue) -> None:
+        await self._execute(
+            "INSERT INTO venues (id, organizer_id, name, city, address, capacity, sections) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (venue.id, venue.organizer_id, venue.name, venue.city, venue.address, venue.layout.capacity,
+             Jsonb(venue.layout.to_json())))
+
+    async def get_venue(self, venue_id: str) -> Venue | None:
+        r = await self._one("SELECT * FROM venues WHERE id = %s", (venue_id,))
+        return self._venue(r, "") if r else None
+
+    @staticmethod
+    def _venue(r: dict[str, Any], prefix: str) -> Venue:
+        return Venue(str(r[prefix + "id"]), str(r[prefix + "organizer_id"]), r[prefix + "name"], r["city"],
+                     r["address"], Layout.from_json(r["sections"]))
+
+    async def add_event(self, event: Event) -> None:
+        """The event row plus its inventory: one seat row per seat, one row per GA section."""
+        layout = event.venue.layout
+        await self._execute(
+            "INSERT INTO events (id, organizer_id, venue_id, title, description, category, starts_at, ends_at, "
+            "currency, prices, status, version, created_at, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (event.id, event.organizer_id, event.venue.id, event.title, event.description, event.category,
+             event.starts_at, event.ends_at, event.currency, Jsonb(event.prices), event.status, event.version,
+             event.created_at, event.updated_at))
+        await self._execute("INSERT INTO seats (event_id, seat_id) SELECT %s, unnest(%s::text[])",
+                            (event.id, layout.seat_ids()))
+        ga = layout.ga_sections()
+        await self._execute(
+            "INSERT INTO ga_sections (event_id, section, capacity) SELECT %s, unnest(%s::text[]), unnest(%s::int[])",
+            (event.id, [s.code for s in ga], [s.capacity for s in ga]))
+
+    async def get_event(self, event_id: str, *, for_update: bool = False) -> Event | None:
+        r = await self._one(
+            "SELECT e.*, v.id AS v_id, v.organizer_id AS v_organizer_id, v.name AS v_name, v.city, v.address, "
+            "v.sections FROM events e JOIN venues v ON v.id = e.venue_id WHERE e.id = %s"
+            + (" FOR UPDATE OF e" if for_update else ""), (event_id,))
+        if r is None:
+            return None
+        return Event(str(r["id"]), str(r["organizer_id"]), self._venue(r, "v_"), r["title"], r["description"],
+                     r["category"], r["starts_at"], r["ends_at"], r["currency"], r["prices"], r["status"],
+                     r["version"], r["created_at"], r["updated_at"])
+
+    async def save_event(self, event: Event) -> None:
+        await self._execute(
+            "UPDATE events SET title = %s, description = %s, category = %s, starts_at = %s, ends_at = %s, "
+            "prices = %s, status = %s, version = %s, updated_at = %s WHERE id = %s",
+            (event.title, event.description, event.category, event.starts_at, event.ends_at, Jsonb(event.prices),
+             event.status, event.version, event.updated_at, event.id))
+
+    async def sale_info(self, event_id: str) -> SaleInfo | None:
+        r = await self._one("SELECT e.status, v.sections FROM events e JOIN venues v ON v.id = e.venue_id "
+                            "WHERE e.id = %s", (event_id,))
+        return SaleInfo(event_id, r["status"], Layout.from_json(r["sections"])) if r else None
+
+    # --- holds ----------------------------------------------------------------------------
+    async def reserve(self, hold: Hold) -> tuple[InventoryChange, SaleTerms | None]:
+        """Take the hold's seats (all still available) or GA places (if they fit); empty change when not.
+
+        Also returns the event's sale terms, read after the inventory rows are locked.
+        """
+        if hold.seats:
+            inventory = await self._execute(
+                "UPDATE seats s SET status = 'held', hold_id = %s, version = s.version + 1 "
+                "WHERE s.event_id = %s AND s.seat_id = ANY(%s) AND s.status = 'available' " + SEAT_CHANGE,
+                (hold.id, hold.event_id, list(hold.seats)))
+        else:
+            inventory = await self._execute(
+                "UPDATE ga_sections g SET held = g.held + %(n)s, version = g.version + 1 "
+                "WHERE g.event_id = %(e)s AND g.section = %(s)s AND g.held + g.sold + %(n)s <= g.capacity " + GA_STATE,
+                {"n": hold.quantity, "e": hold.event_id, "s": hold.section})
+        # Queued behind the UPDATE, so read with a snapshot taken after the rows were locked.
+        terms = await self._execute("SELECT status, currency, prices FROM events WHERE id = %s", (hold.event_id,))
+        rows, t = await inventory.fetchall(), await terms.fetchone()
+        change = _seats(rows) if hold.seats else _ga(rows)
+        return change, SaleTerms(t["status"], t["currency"], t["prices"]) if t else None
+
+    async def seat_states(self, event_id: str, seat_ids: list[str]) -> list[SeatChange]:
+        rows = await (await self._execute(
+            "SELECT seat_id, status, version FROM seats WHERE event_id = %s AND seat_id = ANY(%s)",
+            (event_id, seat_ids))).fetchall()
+        return list(_seats(rows).seats)
+
+    async def add_hold(self, hold: Hold) -> None:
+        await self._execute(
+            "INSERT INTO holds (id, event_id, buyer_id, seats, section, quantity, total, currency, status, expires_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (hold.id, hold.event_id, hold.buyer_id, list(hold.seats) if hold.seats else None, hold.section,
+             hold.quantity, hold.total, hold.currency, hold.status, hold.expires_at))
+
+    async def get_hold(self, hold_id: str) -> Hold | None:
+        r = await self._one("SELECT * FROM holds WHERE id = %s", (hold_id,))
+        return _hold(r) if r else None
+
+    async def end_hold(self, hold_id: str, status: str, *, buyer_id: str | None = None,
+                       order_id: str | None = None) -> tuple[Hold | None, InventoryChange]:
+        """Move an active hold to ``status`` and its inventory along, in one statement.
+
+        ``converted`` (checkout, needs ``order_id``): only an unexpired hold of ``buyer_id``; its
+        seats become sold. ``released`` / ``expired``: its seats or GA places become available.
+        Returns (None, empty change) when the hold was not active (or not the buyer's, or expired).
+        The hold row is locked first, then the inventory rows (lock order).
+        """
+        sold = status == "converted"
+        row = await self._one(
+            "WITH h AS (UPDATE holds SET status = %(status)s WHERE id = %(hold)s AND status = 'active'"
+            + (" AND buyer_id = %(buyer)s AND expires_at > now()" if sold else "") + " RETURNING *), "
+            "s AS (UPDATE seats s SET "
+            + ("status = 'sold', order_id = %(order)s" if sold else "status = 'available', hold_id = NULL")
+            + ", version = s.version + 1 FROM h WHERE s.seat_id = ANY(h.seats) AND s.event_id = h.event_id "
+            "AND s.hold_id = h.id AND s.status = 'held' " + SEAT_CHANGE + "), "
+            "g AS (UPDATE ga_sections g SET held = g.held - h.quantity"
+            + (", sold = g.sold + h.quantity" if sold else "")
+            + ", version = g.version + 1 FROM h WHERE g.event_id = h.event_id AND g.section = h.section "
+            "AND g.held >= h.quantity " + GA_STATE + ") "
+            "SELECT h.*, (SELECT coalesce(json_agg(s), '[]') FROM s) AS seat_rows, "
+            "(SELECT coalesce(json_agg(g), '[]') FROM g) AS ga_rows FROM h",
+            {"status": status, "hold": hold_id, "buyer": buyer_id, "order": order_id})
+        if row is None:
+            return None, InventoryChange()
+        change = InventoryChange(_seats(row["seat_rows"]).seats, _ga(row["ga_rows"]).ga_sections)
+        return _hold(row), change
+
+    async def claim_expired_holds(self, limit: int) -> list[Hold]:
+        """Sweeper: claim up to ``limit`` expired active holds; SKIP LOCKED lets several processes sweep."""
+        rows = await (await self._execute(
+            "UPDATE holds SET swept_at = now() WHERE id IN (SELECT id FROM holds WHERE status = 'active' "
+            "AND expires_at <= now() AND (swept_at IS NULL OR swept_at < now() - interval '5 seconds') "
+            "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *", (limit,))).fetchall()
+        return [_hold(r) for r in rows]
+
+    # --- orders ---------------------------------------------------------------------------
+    async def add_order(self, order: Order) -> None:
+        await self._execute(
+            "INSERT INTO orders (id, event_id, buyer_id, hold_id, seats, section, quantity, total, currency, status, "
+            "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (order.id, order.event_id, order.buyer_id, order.hold_id, list(order.seats) if order.seats else None,
+             order.section, order.quantity, order.total, order.currency, order.status, order.created_at))
+
+    async def get_order(self, order_id: str) -> tuple[Order, str] | None:
+        """The order and its event's organizer id."""
+        r = await self._one("SELECT o.*, e.organizer_id FROM orders o JOIN events e ON e.id = o.event_id "
+                            "WHERE o.id = %s", (order_id,))
+        return (_order(r), str(r["organizer_id"])) if r else None
+
+    async def cancel_order(self, order: Order) -> tuple[Order, InventoryChange] | None:
+        """Cancel a confirmed order and return its inventory; None when it was already cancelled."""
+        cancelled = ("WITH o AS (UPDATE orders SET status = 'cancelled', cancelled_at = now() "
+                     "WHERE id = %(order)s AND status = 'confirmed' RETURNING *) ")
+        if order.seats:
+            inventory = await self._execute(
+                cancelled + "UPDATE seats s SET status = 'available', hold_id = NULL, order_id = NULL, "
+                "version = s.version + 1 FROM o WHERE s.event_id = o.event_id AND s.seat_id = ANY(o.seats) "
+                "AND s.order_id = %(order)s AND s.status = 'sold' " + SEAT_CHANGE + ", o.cancelled_at",
+                {"order": order.id})
+        else:
+            inventory = await self._execute(
+                cancelled + "UPDATE ga_sections g SET sold = g.sold - o.quantity, version = g.version + 1 FROM o "
+                "WHERE g.event_id = o.event_id AND g.section = o.section " + GA_STATE + ", o.cancelled_at",
+                {"order": order.id})
+        rows = await inventory.fetchall()
+        if not rows:
+            return None
+        done = replace(order, status="cancelled", cancelled_at=rows[0]["cancelled_at"])
+        return done, (_seats(rows) if order.seats else _ga(rows))
+
+    # --- event cancellation ---------------------------------------------------------------
+    async def cancel_event_inventory(self, event: Event) -> tuple[list[Hold], list[Order], InventoryChange]:
+        """Release every active hold, cancel every confirmed order and reset all inventory of the event.
+
+        Call after the event row is marked cancelled, in the same transaction.
+        """
+        e = {"event": event.id, "seats": event.venue.layout.seat_ids()}
+        release = "UPDATE holds SET status = 'released' WHERE {} RETURNING *"
+        holds = await self._execute(release.format("event_id = %(event)s AND status = 'active'"), e)
+        # Barrier: wait for every in-flight hold/checkout on this event's inventory to finish...
+        in_event = "seat_id = ANY(%(seats)s) AND event_id = %(event)s"
+        await self._execute(f"SELECT 1 FROM seats WHERE {in_event} FOR UPDATE", e)
+        await self._execute("SELECT 1 FROM ga_sections WHERE event_id = %(event)s FOR UPDATE", e)
+        # ... then catch holds that committed meanwhile (one being checked out right now is skipped:
+        # its checkout fails on the reset inventory and the sweeper expires it), and every order,
+        # including those checked out meanwhile.
+        late = await self._execute(release.format(
+            "id IN (SELECT id FROM holds WHERE event_id = %(event)s AND status = 'active' FOR UPDATE SKIP LOCKED)"), e)
+        orders = await self._execute("UPDATE orders SET status = 'cancelled', cancelled_at = now() "
+                                     "WHERE event_id = %(event)s AND status = 'confirmed' RETURNING *", e)
+        seats = await self._execute(
+            "UPDATE seats s SET status = 'available', hold_id = NULL, order_id = NULL, version = s.version + 1 "
+            f"WHERE {in_event} AND s.status <> 'available' " + SEAT_CHANGE, e)
+        ga = await self._execute("UPDATE ga_sections g SET held = 0, sold = 0, version = g.version + 1 "
+                                 "WHERE g.event_id = %(event)s AND (g.held > 0 OR g.sold > 0) " + GA_STATE, e)
+        released = [_hold(r) for r in await holds.fetchall() + await late.fetchall()]
+        cancelled = [_order(r) for r in await orders.fetchall()]
+        change = InventoryChange(_seats(await seats.fetchall()).seats, _ga(await ga.fetchall()).ga_sections)
+        return released, cancelled, change

@@ -1,0 +1,1 @@
+"""Pure domain model of the write side: no I/O, no framework (see command_service/README.md)."""

@@ -1,0 +1,185 @@
+"""Commands: one per write operation, validated and bounded when built from a request body.
+
+``parse(Command, body, **context)`` turns a JSON body plus path/actor context into a command or
+raises ValidationError naming each bad field (CONTRACT: 400 VALIDATION_ERROR).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, TypeVar, Union
+
+import pydantic
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from common.auth import Principal
+from command_service.domain import errors
+from command_service.domain.model import (CODE_PATTERN, MAX_ROWS_PER_SECTION, MAX_SEATS_PER_HOLD,
+                                          MAX_SEATS_PER_ROW, MAX_SECTION_CAPACITY, MAX_SECTIONS_PER_VENUE,
+                                          Layout, Row, Section)
+
+
+def _utc(ts: datetime) -> datetime:
+    if not datetime(2000, 1, 1, tzinfo=timezone.utc) <= ts <= datetime(2100, 1, 1, tzinfo=timezone.utc):
+        raise ValueError("must be between 2000 and 2100")
+    return ts.astimezone(timezone.utc)
+
+
+Text = lambda n: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=n)]  # noqa: E731
+Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
+UtcDatetime = Annotated[pydantic.AwareDatetime, AfterValidator(_utc)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Price = Annotated[int, Field(ge=0, le=100_000_000, strict=True)]
+Prices = Annotated[dict[Code, Price], Field(min_length=1, max_length=MAX_SECTIONS_PER_VENUE)]
+Email = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254,
+                                         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Uuid = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"),
+                 AfterValidator(str.lower)]
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class Authenticated(Command):
+    actor: Principal
+
+
+# --- auth ---------------------------------------------------------------------------------
+class Register(Command):
+    email: Email
+    password: Annotated[str, StringConstraints(min_length=8, max_length=128)]
+    name: Text(100)
+    role: Literal["buyer", "organizer"]
+
+
+class IssueToken(Command):
+    email: Email
+    password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+# --- venues -------------------------------------------------------------------------------
+class RowIn(Command):
+    label: Code
+    seats: Annotated[int, Field(ge=1, le=MAX_SEATS_PER_ROW, strict=True)]
+
+
+class SeatedSectionIn(Command):
+    code: Code
+    name: Text(100)
+    kind: Literal["seated"]
+    rows: Annotated[list[RowIn], Field(min_length=1, max_length=MAX_ROWS_PER_SECTION)]
+
+
+class GASectionIn(Command):
+    code: Code
+    name: Text(100)
+    kind: Literal["ga"]
+    capacity: Annotated[int, Field(ge=1, le=MAX_SECTION_CAPACITY, strict=True)]
+
+
+class CreateVenue(Authenticated):
+    name: Text(200)
+    city: Text(100)
+    address: Text(300) | None = None
+    sections: Annotated[list[Annotated[Union[SeatedSectionIn, GASectionIn], Field(discriminator="kind")]],
+                        Field(min_length=1, max_length=MAX_SECTIONS_PER_VENUE)]
+
+    def layout(self) -> Layout:
+        return Layout(tuple(
+            Section(s.code, s.name, "seated", tuple(Row(r.label, r.seats) for r in s.rows))
+            if isinstance(s, SeatedSectionIn) else Section(s.code, s.name, "ga", ga_capacity=s.capacity)
+            for s in self.sections))
+
+
+# --- events -------------------------------------------------------------------------------
+class CreateEvent(Authenticated):
+    venue_id: Uuid
+    title: Text(200)
+    description: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    category: Text(50)
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime | None = None
+    currency: Currency
+    prices: Prices
+
+
+class UpdateEvent(Authenticated):
+    """PATCH: only the fields given change (title, category, starts_at, prices cannot be null)."""
+
+    event_id: str
+    title: Text(200) = None
+    description: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    category: Text(50) = None
+    starts_at: UtcDatetime = None
+    ends_at: UtcDatetime | None = None
+    prices: Prices = None
+
+    @model_validator(mode="after")
+    def _some_change(self) -> UpdateEvent:
+        if not self.changes():
+            raise ValueError("give at least one of title, description, category, starts_at, ends_at, prices")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.model_fields_set if f not in ("actor", "event_id")}
+
+
+class PublishEvent(Authenticated):
+    event_id: str
+
+
+class CancelEvent(Authenticated):
+    event_id: str
+
+
+# --- holds and orders ---------------------------------------------------------------------
+class CreateHold(Authenticated):
+    event_id: str
+    seats: Annotated[list[Annotated[str, StringConstraints(max_length=40)]],
+                     Field(min_length=1, max_length=MAX_SEATS_PER_HOLD)] | None = None
+    section: Code | None = None
+    quantity: Annotated[int, Field(ge=1, le=MAX_SEATS_PER_HOLD, strict=True)] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> CreateHold:
+        if self.seats is not None:
+            if self.section is not None or self.quantity is not None:
+                raise ValueError("give either seats or section+quantity, not both")
+            if len(set(self.seats)) != len(self.seats):
+                raise ValueError("seats must not repeat")
+        elif self.section is None or self.quantity is None:
+            raise ValueError("give seats, or section and quantity")
+        return self
+
+
+class ReleaseHold(Authenticated):
+    hold_id: str
+
+
+class Checkout(Authenticated):
+    hold_id: Uuid
+
+
+class CancelOrder(Authenticated):
+    order_id: str
+
+
+C = TypeVar("C", bound=Command)
+
+
+def parse(command: type[C], body: Any, **context: Any) -> C:
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise errors.ValidationError("the body must be a JSON object", {"body": "expected an object"})
+    overlap = set(body) & set(context)
+    if overlap:
+        raise errors.ValidationError("unexpected fields", {f: "not allowed in the body" for f in sorted(overlap)})
+    try:
+        return command.model_validate({**body, **context})
+    except pydantic.ValidationError as exc:
+        details: dict[str, str] = {}
+        for err in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "body"
+            details.setdefault(where, err["msg"])
+        raise errors.ValidationError("invalid request", details) from None

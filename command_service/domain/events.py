@@ -1,0 +1,95 @@
+"""Domain events: what the write side tells the world, through the transactional outbox.
+
+Every event is stored as one ``outbox`` row whose ``payload`` is the envelope below; the
+schemas of ``data`` are documented (and versioned) in command_service/EVENTS.md.
+Inventory events carry absolute post-change states with per-row versions, so a projector can
+apply them idempotently and in any order per seat / GA section.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from command_service.domain.model import (Event, Hold, InventoryChange, Order, Venue, iso, new_id,
+                                          utcnow)
+
+RELEASE_REASONS = ("expired", "cancelled", "order_cancelled", "event_cancelled")
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    aggregate_id: str
+    data: dict[str, Any]
+    id: str = field(default_factory=new_id)
+    occurred_at: datetime = field(default_factory=utcnow)
+
+    aggregate_type: ClassVar[str] = "event"  # everything about one event shares its Kafka key
+    schema_version: ClassVar[int] = 1
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    def envelope(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "schema_version": self.schema_version,
+                "aggregate_id": self.aggregate_id, "occurred_at": iso(self.occurred_at), "data": self.data}
+
+
+class VenueCreated(DomainEvent):
+    aggregate_type = "venue"
+
+    @classmethod
+    def of(cls, venue: Venue) -> VenueCreated:
+        return cls(venue.id, {**venue.to_json(), "organizer_id": venue.organizer_id})
+
+
+class EventCreated(DomainEvent):
+    @classmethod
+    def of(cls, event: Event) -> EventCreated:
+        # Every seat starts available at version 1, every GA section empty at version 1.
+        return cls(event.id, {**event.document(), "seats": event.venue.layout.seat_ids()})
+
+
+class EventUpdated(DomainEvent):
+    @classmethod
+    def of(cls, event: Event, changed: list[str]) -> EventUpdated:
+        return cls(event.id, {**event.document(), "changed": changed})
+
+
+class EventPublished(DomainEvent):
+    @classmethod
+    def of(cls, event: Event) -> EventPublished:
+        return cls(event.id, {"status": event.status, "version": event.version, "updated_at": iso(event.updated_at)})
+
+
+class EventCancelled(DomainEvent):
+    @classmethod
+    def of(cls, event: Event) -> EventCancelled:
+        return cls(event.id, {"status": event.status, "version": event.version, "updated_at": iso(event.updated_at)})
+
+
+class SeatsHeld(DomainEvent):
+    @classmethod
+    def of(cls, hold: Hold, change: InventoryChange) -> SeatsHeld:
+        return cls(hold.event_id, {"hold": hold.to_json(), **change.to_json()})
+
+
+class SeatsReleased(DomainEvent):
+    @classmethod
+    def of(cls, event_id: str, reason: str, change: InventoryChange, *, hold_id: str | None = None,
+           order_id: str | None = None) -> SeatsReleased:
+        assert reason in RELEASE_REASONS, reason
+        return cls(event_id, {"reason": reason, "hold_id": hold_id, "order_id": order_id, **change.to_json()})
+
+
+class OrderConfirmed(DomainEvent):
+    @classmethod
+    def of(cls, order: Order, change: InventoryChange) -> OrderConfirmed:
+        return cls(order.event_id, {"order": order.to_json(), **change.to_json()})
+
+
+class OrderCancelled(DomainEvent):
+    @classmethod
+    def of(cls, order: Order, cancelled_by: str) -> OrderCancelled:
+        return cls(order.event_id, {"order": order.to_json(), "cancelled_by": cancelled_by})

@@ -1,0 +1,446 @@
+"""The write-side domain: users, venues and their layouts, events, holds, orders.
+
+Plain dataclasses and rules only. Inventory itself (who holds or bought which seat) lives in
+PostgreSQL rows that the repository updates conditionally; the domain describes those changes
+as ``SeatChange`` / ``GASectionState`` values (absolute post-change state + row version).
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+from common.auth import Principal
+from command_service.domain import errors
+
+# --- limits (also enforced by the command schemas in commands.py) -------------------------
+MAX_SEATS_PER_HOLD = 10
+MAX_SECTION_CAPACITY = 100_000
+MAX_SECTIONS_PER_VENUE = 100
+MAX_ROWS_PER_SECTION = 500
+MAX_SEATS_PER_ROW = 1_000
+# Keeps EventCreated (which lists every seat id) well under Kafka's 1 MB default message size.
+MAX_SEATED_SEATS_PER_VENUE = 50_000
+MAX_VENUE_CAPACITY = 500_000
+CODE_PATTERN = r"^[A-Za-z0-9]{1,10}$"  # section codes and row labels: no '-' (it separates seat ids)
+_CODE = re.compile(CODE_PATTERN)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(ts: datetime | None) -> str | None:
+    """ISO 8601 UTC with a Z suffix (CONTRACT "Common rules")."""
+    if ts is None:
+        return None
+    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# --- authorization rules ------------------------------------------------------------------
+def require_role(actor: Principal, *roles: str) -> None:
+    if actor.role not in roles:
+        raise errors.Forbidden(f"requires role {' or '.join(roles)}")
+
+
+def require_owner(actor: Principal, owner_id: str, *, admin_allowed: bool = False) -> None:
+    if actor.user_id == owner_id or (admin_allowed and actor.role == "admin"):
+        return
+    raise errors.Forbidden("you do not own this resource")
+
+
+# --- seats and layouts --------------------------------------------------------------------
+@dataclass(frozen=True)
+class SeatRef:
+    section: str
+    row: str
+    number: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.section}-{self.row}-{self.number}"
+
+
+def parse_seat_id(seat_id: str) -> SeatRef | None:
+    """``<section>-<row>-<n>`` (e.g. ``A-1-7``), or None when it is not shaped like a seat id."""
+    parts = seat_id.split("-") if isinstance(seat_id, str) else []
+    if len(parts) != 3 or not all(_CODE.match(p) for p in parts[:2]) or not parts[2].isdigit():
+        return None
+    if len(parts[2]) > 5 or int(parts[2]) < 1:
+        return None
+    return SeatRef(parts[0], parts[1], int(parts[2]))
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    seats: int
+
+
+@dataclass(frozen=True)
+class Section:
+    code: str
+    name: str
+    kind: str  # "seated" | "ga"
+    rows: tuple[Row, ...] = ()
+    ga_capacity: int = 0
+
+    @property
+    def capacity(self) -> int:
+        return sum(r.seats for r in self.rows) if self.kind == "seated" else self.ga_capacity
+
+    def seat_ids(self) -> list[str]:
+        return [f"{self.code}-{r.label}-{n}" for r in self.rows for n in range(1, r.seats + 1)]
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "seated":
+            return {"code": self.code, "name": self.name, "kind": "seated", "capacity": self.capacity,
+                    "rows": [{"label": r.label, "seats": r.seats} for r in self.rows]}
+        return {"code": self.code, "name": self.name, "kind": "ga", "capacity": self.capacity}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Section:
+        if d["kind"] == "seated":
+            return cls(d["code"], d["name"], "seated", tuple(Row(r["label"], r["seats"]) for r in d["rows"]))
+        return cls(d["code"], d["name"], "ga", ga_capacity=d["capacity"])
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A venue's sections; every event at the venue gets its own inventory built from it."""
+
+    sections: tuple[Section, ...]
+
+    def __post_init__(self) -> None:
+        codes = [s.code for s in self.sections]
+        if len(set(codes)) != len(codes):
+            raise errors.ValidationError("section codes must be unique", {"sections": "duplicate code"})
+        for s in self.sections:
+            labels = [r.label for r in s.rows]
+            if len(set(labels)) != len(labels):
+                raise errors.ValidationError("row labels must be unique within a section",
+                                             {"sections": f"duplicate row label in section {s.code}"})
+            if s.capacity > MAX_SECTION_CAPACITY:
+                raise errors.ValidationError("section too large",
+                                             {"sections": f"section {s.code} exceeds {MAX_SECTION_CAPACITY} places"})
+        if sum(s.capacity for s in self.sections if s.kind == "seated") > MAX_SEATED_SEATS_PER_VENUE:
+            raise errors.ValidationError("too many seats",
+                                         {"sections": f"at most {MAX_SEATED_SEATS_PER_VENUE} seated places per venue"})
+        if self.capacity > MAX_VENUE_CAPACITY:
+            raise errors.ValidationError("venue too large",
+                                         {"sections": f"at most {MAX_VENUE_CAPACITY} places per venue"})
+
+    @property
+    def capacity(self) -> int:
+        return sum(s.capacity for s in self.sections)
+
+    @property
+    def codes(self) -> list[str]:
+        return [s.code for s in self.sections]
+
+    def section(self, code: str) -> Section | None:
+        return next((s for s in self.sections if s.code == code), None)
+
+    def seat_ids(self) -> list[str]:
+        return [sid for s in self.sections if s.kind == "seated" for sid in s.seat_ids()]
+
+    def ga_sections(self) -> list[Section]:
+        return [s for s in self.sections if s.kind == "ga"]
+
+    def unknown_seats(self, seat_ids: Iterable[str]) -> list[str]:
+        """Seat ids that do not name a seat of this layout (malformed ones included)."""
+        unknown = []
+        for sid in seat_ids:
+            ref = parse_seat_id(sid)
+            section = self.section(ref.section) if ref else None
+            row = next((r for r in section.rows if r.label == ref.row), None) if section else None
+            if row is None or ref.number > row.seats:
+                unknown.append(sid)
+        return unknown
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [s.to_json() for s in self.sections]
+
+    @classmethod
+    def from_json(cls, sections: list[dict[str, Any]]) -> Layout:
+        return cls(tuple(Section.from_json(s) for s in sections))
+
+
+# --- users and venues ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    name: str
+    role: str
+    password_hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "email": self.email, "name": self.name, "role": self.role}
+
+
+@dataclass(frozen=True)
+class Venue:
+    id: str
+    organizer_id: str
+    name: str
+    city: str
+    address: str | None
+    layout: Layout
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "city": self.city, "address": self.address,
+                "capacity": self.layout.capacity, "sections": self.layout.to_json()}
+
+
+# --- events -------------------------------------------------------------------------------
+EDITABLE_FIELDS = ("title", "description", "category", "starts_at", "ends_at", "prices")
+
+
+def check_prices(layout: Layout, prices: dict[str, int], *, partial: bool = False) -> None:
+    unknown = sorted(set(prices) - set(layout.codes))
+    missing = [] if partial else sorted(set(layout.codes) - set(prices))
+    if unknown or missing:
+        raise errors.ValidationError("prices must name exactly the venue's sections",
+                                     {"prices": {"unknown_sections": unknown, "missing_sections": missing}})
+
+
+def check_dates(starts_at: datetime, ends_at: datetime | None) -> None:
+    if ends_at is not None and ends_at <= starts_at:
+        raise errors.ValidationError("ends_at must be after starts_at", {"ends_at": "must be after starts_at"})
+
+
+@dataclass
+class Event:
+    id: str
+    organizer_id: str
+    venue: Venue
+    title: str
+    description: str | None
+    category: str
+    starts_at: datetime
+    ends_at: datetime | None
+    currency: str
+    prices: dict[str, int]
+    status: str = "draft"  # draft -> on_sale -> cancelled; draft -> cancelled
+    version: int = 1
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        check_prices(self.venue.layout, self.prices)
+        check_dates(self.starts_at, self.ends_at)
+
+    def update(self, changes: dict[str, Any]) -> list[str]:
+        """Apply an organizer edit; returns the names of the fields that changed. Never touches inventory."""
+        if self.status == "cancelled":
+            raise errors.InvalidState("a cancelled event cannot be edited")
+        if "prices" in changes:
+            check_prices(self.venue.layout, changes["prices"], partial=True)
+            changes = {**changes, "prices": {**self.prices, **changes["prices"]}}
+        check_dates(changes.get("starts_at", self.starts_at), changes.get("ends_at", self.ends_at))
+        changed = [k for k in EDITABLE_FIELDS if k in changes and changes[k] != getattr(self, k)]
+        for k in changed:
+            setattr(self, k, changes[k])
+        if changed:
+            self._bump()
+        return changed
+
+    def publish(self) -> bool:
+        """Put the event on sale; False when it already is (publishing is repeatable)."""
+        if self.status == "cancelled":
+            raise errors.InvalidState("a cancelled event cannot be published")
+        if self.status == "on_sale":
+            return False
+        self.status = "on_sale"
+        self._bump()
+        return True
+
+    def cancel(self) -> bool:
+        """False when the event was already cancelled."""
+        if self.status == "cancelled":
+            return False
+        self.status = "cancelled"
+        self._bump()
+        return True
+
+    def _bump(self) -> None:
+        self.version += 1
+        self.updated_at = utcnow()
+
+    def document(self) -> dict[str, Any]:
+        """The full event document: HTTP responses and EventCreated/EventUpdated carry it."""
+        return {
+            "id": self.id, "organizer_id": self.organizer_id, "status": self.status,
+            "title": self.title, "description": self.description, "category": self.category,
+            "venue": {"id": self.venue.id, "name": self.venue.name, "city": self.venue.city},
+            "venue_id": self.venue.id,
+            "starts_at": iso(self.starts_at), "ends_at": iso(self.ends_at),
+            "currency": self.currency, "prices": dict(self.prices),
+            "capacity": self.venue.layout.capacity,
+            "sections": [{**s.to_json(), "price": self.prices[s.code]} for s in self.venue.layout.sections],
+            "version": self.version, "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True)
+class SaleTerms:
+    """An event's status and prices as read inside a hold or checkout transaction."""
+
+    status: str
+    currency: str
+    prices: dict[str, int]
+
+    def ensure_on_sale(self) -> None:
+        if self.status != "on_sale":
+            raise errors.EventNotOnSale(f"the event is {self.status}", {"status": self.status})
+
+
+@dataclass(frozen=True)
+class SaleInfo:
+    """What a hold request is validated against before any lock is taken (cached in-process)."""
+
+    event_id: str
+    status: str
+    layout: Layout
+
+
+# --- inventory changes --------------------------------------------------------------------
+@dataclass(frozen=True)
+class SeatChange:
+    seat_id: str
+    status: str  # available | held | sold
+    version: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seat_id": self.seat_id, "status": self.status, "version": self.version}
+
+
+@dataclass(frozen=True)
+class GASectionState:
+    section: str
+    capacity: int
+    held: int
+    sold: int
+    version: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"section": self.section, "capacity": self.capacity, "held": self.held, "sold": self.sold,
+                "version": self.version}
+
+
+@dataclass(frozen=True)
+class InventoryChange:
+    """Absolute post-change states of the inventory rows one transaction touched."""
+
+    seats: tuple[SeatChange, ...] = ()
+    ga_sections: tuple[GASectionState, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.seats or self.ga_sections)
+
+    def chunks(self, size: int) -> list[InventoryChange]:
+        """Split a large change (an event cancellation) so each outbox message stays small."""
+        parts = [InventoryChange(seats=self.seats[i:i + size]) for i in range(0, len(self.seats), size)]
+        return parts + [InventoryChange(ga_sections=self.ga_sections)] if self.ga_sections else parts
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seats": [c.to_json() for c in self.seats], "ga_sections": [g.to_json() for g in self.ga_sections]}
+
+
+# --- holds and orders ---------------------------------------------------------------------
+def items(seats: tuple[str, ...] | None, section: str | None, quantity: int) -> dict[str, Any]:
+    """CONTRACT: holds and orders carry ``seats`` or ``section`` + ``quantity``."""
+    return {"seats": list(seats)} if seats else {"section": section, "quantity": quantity}
+
+
+@dataclass(frozen=True)
+class Hold:
+    id: str
+    event_id: str
+    buyer_id: str
+    seats: tuple[str, ...] | None  # seated hold ...
+    section: str | None  # ... or a GA hold
+    quantity: int
+    expires_at: datetime
+    total: int = 0
+    currency: str = ""
+    status: str = "active"  # active -> converted | released | expired
+
+    @classmethod
+    def request(cls, sale: SaleInfo, buyer_id: str, seats: list[str] | None, section: str | None,
+                quantity: int | None, ttl_seconds: float) -> Hold:
+        """Validate a hold request against the event's layout; the price is set later, in the transaction."""
+        expires_at = utcnow() + timedelta(seconds=ttl_seconds)
+        if seats is not None:
+            unknown = sale.layout.unknown_seats(seats)
+            if unknown:
+                raise errors.ValidationError("unknown seats", {"seats": unknown})
+            return cls(new_id(), sale.event_id, buyer_id, tuple(seats), None, len(seats), expires_at)
+        ga = sale.layout.section(section)
+        if ga is None or ga.kind != "ga":
+            raise errors.ValidationError("unknown general-admission section", {"section": section})
+        return cls(new_id(), sale.event_id, buyer_id, None, section, quantity, expires_at)
+
+    def priced(self, terms: SaleTerms) -> Hold:
+        sections = [s.split("-", 1)[0] for s in self.seats] if self.seats else [self.section] * self.quantity
+        return replace(self, total=sum(terms.prices[s] for s in sections), currency=terms.currency)
+
+    def covered_by(self, change: InventoryChange) -> bool:
+        """Did a transaction move all of this hold's inventory (every seat, or its GA section)?"""
+        return len(change.seats) == len(self.seats) if self.seats else bool(change.ga_sections)
+
+    def ensure_owned_by(self, buyer_id: str) -> None:
+        if self.buyer_id != buyer_id:  # 404, not 403: a hold is private to its buyer
+            raise errors.NotFound("no such hold")
+
+    def checkout_refusal(self, buyer_id: str) -> errors.DomainError:
+        """Why this hold could not be checked out by ``buyer_id``."""
+        if self.buyer_id != buyer_id:
+            return errors.NotFound("no such hold")
+        status = "expired" if self.status == "active" else self.status
+        return errors.HoldExpired("the hold is no longer valid", {"hold_status": status})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "event_id": self.event_id, "buyer_id": self.buyer_id,
+                **items(self.seats, self.section, self.quantity),
+                "total": self.total, "currency": self.currency, "status": self.status,
+                "expires_at": iso(self.expires_at)}
+
+
+@dataclass(frozen=True)
+class Order:
+    id: str
+    event_id: str
+    buyer_id: str
+    hold_id: str
+    seats: tuple[str, ...] | None
+    section: str | None
+    quantity: int
+    total: int
+    currency: str
+    status: str = "confirmed"  # confirmed -> cancelled
+    created_at: datetime = field(default_factory=utcnow)
+    cancelled_at: datetime | None = None
+
+    @classmethod
+    def from_hold(cls, hold: Hold, order_id: str) -> Order:
+        return cls(order_id, hold.event_id, hold.buyer_id, hold.id, hold.seats, hold.section, hold.quantity,
+                   hold.total, hold.currency)
+
+    def ensure_cancellable_by(self, actor: Principal, event_organizer_id: str) -> None:
+        if actor.role == "admin" or actor.user_id in (self.buyer_id, event_organizer_id):
+            return
+        raise errors.NotFound("no such order")  # private to its buyer and the event's organizer
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "event_id": self.event_id, "buyer_id": self.buyer_id, "hold_id": self.hold_id,
+                "status": self.status, **items(self.seats, self.section, self.quantity), "total": self.total,
+                "currency": self.currency,
+                "created_at": iso(self.created_at), "cancelled_at": iso(self.cancelled_at)}

@@ -1,0 +1,1 @@
+"""Entry points: the aiohttp app, the hold sweeper it runs, and the admin CLI."""

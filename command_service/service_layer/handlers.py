@@ -1,0 +1,341 @@
+"""Command handlers: one per command. Each validates against the domain, changes state inside one
+unit of work (outbox included) and only then touches Redis.
+
+A seat's journey (README.md): ``create_hold`` -> SeatLocks.acquire (Redis, all or none) ->
+Repository.reserve (PostgreSQL decides) -> SeatsHeld in the outbox -> ``checkout`` ->
+Repository.end_hold(..., "converted") -> OrderConfirmed -> SeatLocks.settle records the seat as sold.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Awaitable, Callable
+
+import structlog
+
+from common.auth import Principal, encode_token
+from common.settings import Settings
+from command_service import metrics
+from command_service.adapters.passwords import hash_password, verify_password
+from command_service.adapters.seat_locks import SeatLocks
+from command_service.domain import commands, errors
+from command_service.domain.events import (EventCancelled, EventCreated, EventPublished, EventUpdated,
+                                           OrderCancelled, OrderConfirmed, SeatsHeld, SeatsReleased,
+                                           VenueCreated)
+from command_service.domain.model import (Event, Hold, InventoryChange, Order, SaleInfo, User, Venue, new_id,
+                                          require_owner, require_role)
+from command_service.service_layer.unit_of_work import TransientConflict, UnitOfWork
+
+log = structlog.get_logger()
+RELEASE_CHUNK = 1000  # seats per SeatsReleased message when a whole event is cancelled
+
+
+class EventCatalog:
+    """In-process cache of on-sale events' layouts, so a refused hold costs no PostgreSQL work.
+
+    Only ``on_sale`` events are cached, for ``ttl`` seconds: a stale entry can at worst let a
+    request reach PostgreSQL, which re-reads the status inside the hold transaction.
+    """
+
+    def __init__(self, uow: Callable[[], UnitOfWork], ttl: float) -> None:
+        self._uow, self._ttl = uow, ttl
+        self._entries: dict[str, tuple[SaleInfo, float]] = {}
+
+    async def get(self, event_id: str) -> SaleInfo:
+        hit = self._entries.get(event_id)
+        if hit and hit[1] > time.monotonic():
+            return hit[0]
+        async with self._uow() as uow:
+            info = await uow.repo.sale_info(event_id)
+        if info is None:
+            raise errors.NotFound("no such event")
+        if info.status == "on_sale":
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[event_id] = (info, time.monotonic() + self._ttl)
+        return info
+
+    def forget(self, event_id: str) -> None:
+        self._entries.pop(event_id, None)
+
+
+@dataclass
+class Services:
+    """Everything a handler needs (built once per process by entrypoints.app.services_ctx)."""
+
+    uow: Callable[[], UnitOfWork]
+    locks: SeatLocks
+    settings: Settings
+    catalog: EventCatalog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.catalog = EventCatalog(self.uow, self.settings.event_cache_seconds)
+
+
+# --- auth ---------------------------------------------------------------------------------
+async def register(cmd: commands.Register, svc: Services) -> User:
+    return await add_user(svc.uow, cmd.email, cmd.password, cmd.name, cmd.role)
+
+
+async def add_user(uow_factory: Callable[[], UnitOfWork], email: str, password: str, name: str, role: str) -> User:
+    """Also used by the CLI to create admins (never reachable through the API)."""
+    user = User(new_id(), email, name, role, await asyncio.to_thread(hash_password, password))
+    async with uow_factory() as uow:
+        if not await uow.repo.add_user(user):
+            raise errors.EmailExists("an account with this email exists", {"email": "already registered"})
+        await uow.commit()
+    return user
+
+
+async def issue_token(cmd: commands.IssueToken, svc: Services) -> dict[str, Any]:
+    async with svc.uow() as uow:
+        user = await uow.repo.user_by_email(cmd.email)
+    if not await asyncio.to_thread(verify_password, user.password_hash if user else None, cmd.password):
+        raise errors.Unauthenticated("wrong email or password")
+    ttl = svc.settings.jwt_ttl_seconds
+    return {"access_token": encode_token(user.id, user.role, svc.settings.jwt_secret, ttl),
+            "token_type": "bearer", "expires_in": ttl}
+
+
+# --- venues and events (organizers) -------------------------------------------------------
+async def create_venue(cmd: commands.CreateVenue, svc: Services) -> Venue:
+    require_role(cmd.actor, "organizer")
+    venue = Venue(new_id(), cmd.actor.user_id, cmd.name, cmd.city, cmd.address, cmd.layout())
+    async with svc.uow() as uow:
+        await uow.repo.add_venue(venue)
+        uow.emit(VenueCreated.of(venue))
+        await uow.commit()
+    return venue
+
+
+async def create_event(cmd: commands.CreateEvent, svc: Services) -> Event:
+    require_role(cmd.actor, "organizer")
+    async with svc.uow() as uow:
+        venue = await uow.repo.get_venue(cmd.venue_id)
+        if venue is None:
+            raise errors.ValidationError("unknown venue", {"venue_id": "no such venue"})
+        require_owner(cmd.actor, venue.organizer_id)
+        event = Event(new_id(), cmd.actor.user_id, venue, cmd.title, cmd.description, cmd.category, cmd.starts_at,
+                      cmd.ends_at, cmd.currency, dict(cmd.prices))
+        await uow.repo.add_event(event)
+        uow.emit(EventCreated.of(event))
+        await uow.commit()
+    return event
+
+
+async def _owned_event(uow: UnitOfWork, actor: Principal, event_id: str, *, admin_allowed: bool = False) -> Event:
+    require_role(actor, "organizer", *(("admin",) if admin_allowed else ()))
+    event = await uow.repo.get_event(event_id, for_update=True)
+    if event is None:
+        raise errors.NotFound("no such event")
+    require_owner(actor, event.organizer_id, admin_allowed=admin_allowed)
+    return event
+
+
+async def update_event(cmd: commands.UpdateEvent, svc: Services) -> Event:
+    """Organizer edits never touch inventory (no seat or GA row is read or written)."""
+    async with svc.uow() as uow:
+        event = await _owned_event(uow, cmd.actor, cmd.event_id)
+        changed = event.update(cmd.changes())
+        if changed:
+            await uow.repo.save_event(event)
+            uow.emit(EventUpdated.of(event, changed))
+        await uow.commit()
+    return event
+
+
+async def publish_event(cmd: commands.PublishEvent, svc: Services) -> Event:
+    async with svc.uow() as uow:
+        event = await _owned_event(uow, cmd.actor, cmd.event_id)
+        if event.publish():
+            await uow.repo.save_event(event)
+            uow.emit(EventPublished.of(event))
+        await uow.commit()
+    svc.catalog.forget(event.id)
+    return event
+
+
+async def cancel_event(cmd: commands.CancelEvent, svc: Services) -> Event:
+    """Cancel the event, every order and every hold. Repeating it finishes whatever is left."""
+    async with svc.uow() as uow:
+        event = await _owned_event(uow, cmd.actor, cmd.event_id, admin_allowed=True)
+        if event.cancel():
+            await uow.repo.save_event(event)
+            uow.emit(EventCancelled.of(event))
+        holds, orders, change = await uow.repo.cancel_event_inventory(event)
+        uow.emit(*(OrderCancelled.of(o, "event_cancelled") for o in orders))
+        uow.emit(*(SeatsReleased.of(event.id, "event_cancelled", part) for part in change.chunks(RELEASE_CHUNK)))
+        await uow.commit()
+    svc.catalog.forget(event.id)
+    metrics.ORDER_CANCELLATIONS.labels("event_cancelled").inc(len(orders))
+    metrics.HOLDS_ENDED.labels("event_cancelled").inc(len(holds))
+    for part in change.chunks(RELEASE_CHUNK):
+        await _best_effort(event.id, svc.locks.settle(event.id, part.seats))
+    for h in holds:
+        if h.seats:
+            await _best_effort(event.id, svc.locks.settle(event.id, hold_id=h.id, unlock=h.seats))
+    return event
+
+
+# --- holds and orders (buyers) ------------------------------------------------------------
+async def create_hold(cmd: commands.CreateHold, svc: Services) -> Hold:
+    require_role(cmd.actor, "buyer")
+    sale = await svc.catalog.get(cmd.event_id)
+    if sale.status != "on_sale":
+        raise errors.EventNotOnSale(f"the event is {sale.status}", {"status": sale.status})
+    hold = Hold.request(sale, cmd.actor.user_id, cmd.seats, cmd.section, cmd.quantity, svc.settings.hold_ttl_seconds)
+    kind = "seated" if hold.seats else "ga"
+    if hold.seats:  # 1. Redis: every seat lock or none (GA places are arbitrated by PostgreSQL alone)
+        taken = await svc.locks.acquire(hold.event_id, hold.seats, hold.id, int(svc.settings.hold_ttl_seconds * 1000))
+        if taken:
+            metrics.LOCK_CONTENTION.labels("redis").inc()
+            raise errors.SeatsUnavailable(taken)
+    try:  # 2. PostgreSQL decides
+        async with svc.uow() as uow:
+            change, terms = await uow.repo.reserve(hold)
+            if terms is None:
+                raise errors.NotFound("no such event")
+            terms.ensure_on_sale()
+            if not hold.covered_by(change):
+                if hold.seats:
+                    raise await _seats_taken(uow, svc, hold, change)
+                raise errors.SoldOut(f"not enough places left in section {hold.section}",
+                                     {"section": hold.section, "quantity": hold.quantity})
+            hold = hold.priced(terms)
+            await uow.repo.add_hold(hold)
+            uow.emit(SeatsHeld.of(hold, change))
+            await uow.commit()
+    except BaseException as exc:
+        if isinstance(exc, errors.EventNotOnSale):
+            svc.catalog.forget(hold.event_id)
+        if hold.seats:
+            await _best_effort(hold.event_id, svc.locks.settle(hold.event_id, hold_id=hold.id, unlock=hold.seats))
+        raise
+    metrics.HOLDS.labels(kind).inc()
+    return hold
+
+
+async def _seats_taken(uow: UnitOfWork, svc: Services, hold: Hold, change: InventoryChange) -> errors.SeatsUnavailable:
+    """PostgreSQL refused seats that Redis let through (lock expired, Redis flushed): tell Redis which are sold."""
+    metrics.LOCK_CONTENTION.labels("postgres").inc()
+    taken = sorted(set(hold.seats) - {c.seat_id for c in change.seats})
+    states = await uow.repo.seat_states(hold.event_id, taken)
+    await _best_effort(hold.event_id, svc.locks.settle(hold.event_id, [s for s in states if s.status == "sold"]))
+    return errors.SeatsUnavailable(taken)
+
+
+async def release_hold(cmd: commands.ReleaseHold, svc: Services) -> None:
+    require_role(cmd.actor, "buyer")
+    async with svc.uow() as uow:
+        hold = await uow.repo.get_hold(cmd.hold_id)
+    if hold is None:
+        raise errors.NotFound("no such hold")
+    hold.ensure_owned_by(cmd.actor.user_id)
+    if hold.status == "converted":
+        raise errors.InvalidState("the hold was checked out; cancel the order instead")
+    await _end_hold(svc, hold, "released", "cancelled")
+
+
+async def expire_holds(svc: Services, limit: int = 200) -> int:
+    """Sweeper step: release expired holds (several processes may sweep at once)."""
+    async with svc.uow() as uow:
+        holds = await uow.repo.claim_expired_holds(limit)
+        await uow.commit()
+    for hold in holds:
+        await _end_hold(svc, hold, "expired", "expired")
+    return len(holds)
+
+
+async def _end_hold(svc: Services, hold: Hold, status: str, reason: str) -> None:
+    async with svc.uow() as uow:
+        _, change = await uow.repo.end_hold(hold.id, status)
+        if change:
+            uow.emit(SeatsReleased.of(hold.event_id, reason, change, hold_id=hold.id))
+        await uow.commit()
+    if change:
+        metrics.HOLDS_ENDED.labels(reason).inc()
+    if hold.seats:
+        await _best_effort(hold.event_id, svc.locks.settle(hold.event_id, change.seats, hold_id=hold.id,
+                                                           unlock=hold.seats))
+
+
+async def checkout(cmd: commands.Checkout, svc: Services) -> Order:
+    """One transaction turns a live hold into a confirmed order; a hold checks out once only."""
+    require_role(cmd.actor, "buyer")
+    async with svc.uow() as uow:
+        order_id = new_id()
+        hold, change = await uow.repo.end_hold(cmd.hold_id, "converted", buyer_id=cmd.actor.user_id,
+                                               order_id=order_id)
+        if hold is None or not hold.covered_by(change):
+            raise await _checkout_refusal(uow, cmd)
+        order = Order.from_hold(hold, order_id)
+        await uow.repo.add_order(order)
+        uow.emit(OrderConfirmed.of(order, change))
+        await uow.commit()
+    metrics.ORDERS.labels("seated" if hold.seats else "ga").inc()
+    if hold.seats:
+        await _best_effort(hold.event_id, svc.locks.settle(hold.event_id, change.seats, hold_id=hold.id,
+                                                           unlock=hold.seats))
+    return order
+
+
+async def _checkout_refusal(uow: UnitOfWork, cmd: commands.Checkout) -> errors.DomainError:
+    hold = await uow.repo.get_hold(cmd.hold_id)
+    return hold.checkout_refusal(cmd.actor.user_id) if hold else errors.NotFound("no such hold")
+
+
+async def cancel_order(cmd: commands.CancelOrder, svc: Services) -> Order:
+    """Repeatable: of two concurrent cancels only one finds the order confirmed and returns its seats."""
+    async with svc.uow() as uow:
+        found = await uow.repo.get_order(cmd.order_id)
+        if found is None:
+            raise errors.NotFound("no such order")
+        order, organizer_id = found
+        order.ensure_cancellable_by(cmd.actor, organizer_id)
+        result = await uow.repo.cancel_order(order)
+        if result is None:  # already cancelled, maybe by a concurrent request
+            return replace(order, status="cancelled")
+        order, change = result
+        reason = f"cancelled_by_{cmd.actor.role}"
+        uow.emit(OrderCancelled.of(order, reason),
+                 SeatsReleased.of(order.event_id, "order_cancelled", change, order_id=order.id))
+        await uow.commit()
+    metrics.ORDER_CANCELLATIONS.labels(reason).inc()
+    await _best_effort(order.event_id, svc.locks.settle(order.event_id, change.seats))
+    return order
+
+
+async def _best_effort(event_id: str, redis_call: Awaitable[Any]) -> None:
+    """Redis bookkeeping after PostgreSQL decided: PostgreSQL stays the arbiter, so a failure here is logged."""
+    try:
+        await redis_call
+    except Exception as exc:  # noqa: BLE001 - a missed lock release only costs a refused attempt until TTL
+        log.warning("seat_locks_settle_failed", event_id=event_id, error=repr(exc))
+
+
+HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]] = {
+    commands.Register: register,
+    commands.IssueToken: issue_token,
+    commands.CreateVenue: create_venue,
+    commands.CreateEvent: create_event,
+    commands.UpdateEvent: update_event,
+    commands.PublishEvent: publish_event,
+    commands.CancelEvent: cancel_event,
+    commands.CreateHold: create_hold,
+    commands.ReleaseHold: release_hold,
+    commands.Checkout: checkout,
+    commands.CancelOrder: cancel_order,
+}
+
+
+async def handle(cmd: commands.Command, svc: Services, attempts: int = 3) -> Any:
+    """The message bus, reduced to what this service needs: dispatch a command to its handler, and
+    run it again when PostgreSQL broke a deadlock (handlers undo their Redis side on failure)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await HANDLERS[type(cmd)](cmd, svc)
+        except TransientConflict:
+            if attempt == attempts:
+                raise
+            log.info("transaction_retried", command=type(cmd).__name__, attempt=attempt)
