@@ -36,10 +36,14 @@ reset: venv
 
 # Brings the whole stack up, runs unit + integration + e2e tests against it, tears it down
 # (KEEP_STACK=1 leaves it running).
+# The teardown's output goes to .stack/logs/down.log (shown only if it fails), so pytest's
+# summary stays the last line.
 test: venv
 	@$(PY) -m infra.stack up || { $(PY) -m infra.stack down; exit 1; }
 	@$(PY) -m infra.stack exec -- $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
-	  if [ -z "$(KEEP_STACK)" ]; then $(PY) -m infra.stack down; fi; exit $$rc
+	  if [ -z "$(KEEP_STACK)" ]; then \
+	    $(PY) -m infra.stack down > .stack/logs/down.log 2>&1 || { cat .stack/logs/down.log; rc=1; }; \
+	  fi; exit $$rc
 
 # Pure unit tests only: no stack needed.
 test-unit: venv
