@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # Kafka topics written by the Debezium outbox router: evently.<aggregatetype>
     topic_prefix: str = "evently"
     projector_group: str = "evently-projectors"
+    projector_batch_size: int = 2000      # max messages the projector applies per batch
+    projector_claim_window_s: int = 3600    # a rebuild persists outbox-id claims of messages this recent
+    feed_maxlen: int = 10_000             # entries kept per live seat feed stream (XADD MAXLEN ~)
 
     log_level: str = "INFO"
 

@@ -1,10 +1,14 @@
 """Projector worker: ``python -m projectors.worker``.
 
-A confluent-kafka consumer in the ``EVENTLY_PROJECTOR_GROUP`` group reads the outbox topics,
-applies each message to the MongoDB read models, and commits its offsets only after the writes
-(at-least-once delivery + idempotent writes = exactly-once effect). A message that can never be
-applied goes to the dead-letter topic with the error in its headers, and the partition moves on;
-an unavailable MongoDB is retried, never dead-lettered.
+A confluent-kafka consumer in the ``EVENTLY_PROJECTOR_GROUP`` group reads the outbox topics in
+batches, applies each batch to the MongoDB read models and then to the live seat feed (Redis
+Streams), and commits its offsets only after those writes (at-least-once delivery + idempotent,
+watermark-guarded writes = exactly-once effect; see projectors/README.md). A message that can never
+be applied goes to the dead-letter topic with the error in its headers, and the partition moves on;
+an unavailable MongoDB or Redis is retried, never dead-lettered.
+
+``/health`` is 200 once the worker is consuming; ``/metrics`` has consumer lag and the last applied
+position per partition, plus freshness histograms (occurred_at -> read model / -> feed).
 """
 from __future__ import annotations
 
@@ -13,111 +17,248 @@ import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
 
+import redis
 import structlog
-from confluent_kafka import Consumer, KafkaError, Message, Producer
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from common.logging import configure_logging
-from common.settings import get_settings
-from projectors import read_models
+from common.settings import Settings, get_settings
+from projectors import projection as P
+from projectors.store import Store, ensure_indexes
 from projectors.topics import DLQ_TOPIC, SOURCE_TOPICS
 
 log = structlog.get_logger("projector")
 
 APPLIED = Counter("evently_projector_messages_total", "Messages handled", ["topic", "outcome"])
 LAST_OFFSET = Gauge("evently_projector_last_applied_offset", "Last applied offset", ["topic", "partition"])
-LAG = Gauge("evently_projector_consumer_lag", "High watermark minus committed position", ["topic", "partition"])
+LAST_APPLIED_TS = Gauge("evently_projector_last_applied_timestamp_seconds", "Wall time of the last applied batch")
+LAG = Gauge("evently_projector_consumer_lag", "High watermark minus consumed position", ["topic", "partition"])
+BATCH = Histogram("evently_projector_batch_size", "Messages per applied batch",
+                  buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 5000, 20000))
+APPLY_SECONDS = Histogram("evently_projector_batch_seconds", "Time to apply one batch",
+                          buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+FRESHNESS = Histogram("evently_projector_freshness_seconds", "occurred_at of the event -> write done",
+                      ["stage"], buckets=(.005, .01, .02, .035, .05, .075, .1, .15, .2, .3, .5, .75, 1, 2, 5, 10))
+PAUSED = Gauge("evently_projector_paused", "1 while a rebuild holds the projector paused")
+
+PAUSE_KEY = "evently:projector:pause"          # set by projectors.rebuild (value = rebuild id, with a TTL)
+PAUSED_ACK = "evently:projector:paused:{group}"  # the worker's acknowledgement: no batch in flight
+RETRYABLE = (PyMongoError, redis.RedisError)
 
 
-class Worker:
-    def __init__(self) -> None:
-        s = get_settings()
-        self.settings = s
-        self.db = MongoClient(s.mongo_url, serverSelectionTimeoutMS=5000)[s.mongo_db]
-        self.consumer = Consumer({
-            "bootstrap.servers": s.kafka_bootstrap,
-            "group.id": s.projector_group,
+def mongo_db(s: Settings):
+    return MongoClient(s.mongo_url, serverSelectionTimeoutMS=5000, maxPoolSize=32)[s.mongo_db]
+
+
+def redis_client(s: Settings) -> redis.Redis:
+    return redis.Redis.from_url(s.redis_url, socket_timeout=5)
+
+
+def parse(msg: Message) -> P.Msg:
+    """Kafka message -> validated Msg, or PoisonMessage."""
+    if msg.value() is None:
+        raise P.PoisonMessage("empty message value")
+    try:
+        env = json.loads(msg.value())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise P.PoisonMessage(f"not JSON: {exc}") from exc
+    P.validate(env)
+    ts_type, ts = msg.timestamp()
+    return P.Msg(msg.topic(), msg.partition(), msg.offset(), env, P.occurred_ms(env), float(ts) if ts_type else None)
+
+
+class Projector:
+    """Consumer + store + dead-letter producer; used by the worker, the rebuild and the tests."""
+
+    def __init__(self, settings: Settings, *, group: str, db=None, rds: redis.Redis | None = None,
+                 batch_size: int = 2000, consumer_overrides: dict[str, Any] | None = None,
+                 threads: int = 8) -> None:
+        self.settings = settings
+        self.group = group
+        self.db = db if db is not None else mongo_db(settings)
+        self.redis = rds if rds is not None else redis_client(settings)
+        self.store = Store(self.db, self.redis, threads=threads, feed_maxlen=settings.feed_maxlen)
+        self.batch_size = batch_size
+        conf = {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
             "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 10,
+            "fetch.min.bytes": 1,
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            "queued.min.messages": 20000,
             "log_level": 3,
-        })
-        self.dlq = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 0, "acks": "all"})
+        }
+        conf.update(consumer_overrides or {})
+        self.consumer = Consumer(conf)
+        self.dlq = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 0, "acks": "all",
+                             "enable.idempotence": True, "log_level": 3})
         self.stopping = threading.Event()
         self.healthy = False
+        self.paused = False
+        self.applied = 0
+        self.dead_lettered = 0
+        self.dlq_enabled = True  # a replay does not dead-letter the same poison message twice
 
-    def handle(self, msg: Message) -> str:
-        try:
-            env = json.loads(msg.value()) if msg.value() is not None else None
-            return "applied" if read_models.apply(self.db, env) else "ignored"
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # includes PoisonMessage, JSON errors
-            self.dead_letter(msg, exc)
-            return "dead_lettered"
+    # -------------------------------------------------------------- subscription
+    def subscribe(self, topics: list[str] = SOURCE_TOPICS) -> None:
+        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.store.forget()
+        log.info("partitions assigned", partitions=[f"{p.topic}/{p.partition}" for p in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.store.forget()
+
+    # -------------------------------------------------------------- one batch
+    def poll_batch(self, timeout: float) -> list[Message]:
+        # poll() returns as soon as one message is there; consume(timeout=0) then drains what is already
+        # fetched. (consume(n, timeout) alone waits for n messages or the whole timeout: +timeout latency.)
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return []
+        return [first] + (self.consumer.consume(self.batch_size - 1, timeout=0) if self.batch_size > 1 else [])
+
+    def process(self, raw: list[Message], *, commit: bool = True) -> int:
+        """Parse, dead-letter poison, apply, then commit. Returns the number of messages applied."""
+        good: list[P.Msg] = []
+        last: dict[tuple[str, int], int] = {}
+        for m in raw:
+            if m.error():
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", error=str(m.error()))
+                continue
+            last[(m.topic(), m.partition())] = m.offset()
+            try:
+                good.append(parse(m))
+            except P.PoisonMessage as exc:
+                self.dead_letter(m, exc)
+        if not last:
+            return 0
+        started = time.monotonic()
+        applied, done = self._apply_with_retry(good)
+        self.dlq.flush(10)
+        if commit:
+            self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
+                                 asynchronous=False)
+        APPLY_SECONDS.observe(time.monotonic() - started)
+        BATCH.observe(len(raw))
+        now = time.time()
+        LAST_APPLIED_TS.set(now)
+        for (t, p), o in last.items():
+            LAST_OFFSET.labels(t, str(p)).set(o)
+        applied_ids = {id(m) for m in applied}
+        for m in good:
+            APPLIED.labels(m.topic, "applied" if id(m) in applied_ids else "duplicate").inc()
+            if m.occurred_ms and m.kafka_ms:
+                FRESHNESS.labels("kafka").observe(max(m.kafka_ms - m.occurred_ms, 0) / 1000)
+            if m.occurred_ms:
+                FRESHNESS.labels("read_model").observe(max(done * 1000 - m.occurred_ms, 0) / 1000)
+                FRESHNESS.labels("feed").observe(max(now * 1000 - m.occurred_ms, 0) / 1000)
+        self.applied += len(good)
+        return len(good)
+
+    def _apply_with_retry(self, msgs: list[P.Msg]):
+        delay = 0.1
+        while True:
+            try:
+                return self.store.apply(msgs)
+            except RETRYABLE as exc:  # store unavailable: wait and retry the whole batch (it is idempotent)
+                if self.stopping.is_set():
+                    raise SystemExit(0)
+                self.healthy = False
+                log.warning("read-model store unavailable, retrying", error=str(exc), delay=delay)
+                self.store.forget()
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def dead_letter(self, msg: Message, exc: Exception) -> None:
         log.warning("dead-lettering message", topic=msg.topic(), partition=msg.partition(),
-                    offset=msg.offset(), error=repr(exc))
+                    offset=msg.offset(), error=str(exc))
+        self.dead_lettered += 1
+        if not self.dlq_enabled:
+            return
         headers = list(msg.headers() or []) + [
-            ("dlq.error", repr(exc).encode()),
+            ("dlq.error", f"{type(exc).__name__}: {exc}".encode()),
             ("dlq.source", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()),
         ]
         self.dlq.produce(DLQ_TOPIC, key=msg.key(), value=msg.value(), headers=headers)
-        self.dlq.flush(10)
+        APPLIED.labels(msg.topic(), "dead_lettered").inc()
 
-    def apply_with_retry(self, msg: Message) -> str:
-        delay = 0.1
-        while not self.stopping.is_set():
-            try:
-                return self.handle(msg)
-            except PyMongoError as exc:  # store unavailable: wait, never skip
-                self.healthy = False
-                log.warning("read-model store unavailable, retrying", error=str(exc), delay=delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        raise SystemExit(0)
-
+    # -------------------------------------------------------------- the live loop
     def run(self) -> None:
-        self.consumer.subscribe(SOURCE_TOPICS)
-        log.info("projector started", topics=SOURCE_TOPICS, group=self.settings.projector_group)
+        self.subscribe()
+        log.info("projector started", topics=SOURCE_TOPICS, group=self.group)
         last_lag = 0.0
         while not self.stopping.is_set():
-            msgs = self.consumer.consume(num_messages=500, timeout=0.2)
-            for msg in msgs:
-                if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("consumer error", error=str(msg.error()))
-                    continue
-                outcome = self.apply_with_retry(msg)
-                APPLIED.labels(msg.topic(), outcome).inc()
-                LAST_OFFSET.labels(msg.topic(), str(msg.partition())).set(msg.offset())
-            if msgs:
-                self.consumer.commit(asynchronous=False)
+            if self._check_pause():
+                time.sleep(0.2)
+                continue
+            raw = self.poll_batch(0.1)
+            if raw:
+                self.process(raw)
             self.healthy = True
-            if time.monotonic() - last_lag > 5:
+            if time.monotonic() - last_lag > 1:
                 self.update_lag()
                 last_lag = time.monotonic()
         self.consumer.close()
 
+    def _check_pause(self) -> bool:
+        """A rebuild asks every worker to stop applying (it drops and refills the read models)."""
+        try:
+            want = self.redis.get(PAUSE_KEY) is not None
+        except redis.RedisError:
+            return self.paused
+        assignment = self.consumer.assignment()
+        if want and not self.paused:
+            if assignment:
+                self.consumer.pause(assignment)
+            self.paused = True
+            log.info("paused for a rebuild")
+        if want:
+            self.redis.set(PAUSED_ACK.format(group=self.group), str(time.time()), ex=5)
+            self.consumer.poll(0)  # keep group membership alive
+        elif self.paused:
+            # Resume from the committed offsets: everything the rebuild replayed is skipped by watermarks.
+            self.store.forget()
+            committed = self.consumer.committed(assignment, timeout=10) if assignment else []
+            for tp in committed:
+                if tp.offset >= 0:
+                    self.consumer.seek(tp)
+            if assignment:
+                self.consumer.resume(assignment)
+            self.paused = False
+            log.info("resumed after a rebuild")
+        PAUSED.set(1 if self.paused else 0)
+        return self.paused
+
     def update_lag(self) -> None:
         try:
-            for tp in self.consumer.committed(self.consumer.assignment(), timeout=2):
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=2, cached=False)
-                LAG.labels(tp.topic, str(tp.partition)).set(max(high - max(tp.offset, 0), 0))
+            for tp in self.consumer.position(self.consumer.assignment()):
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=1, cached=True)
+                if tp.offset >= 0 and high >= 0:
+                    LAG.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
         except Exception as exc:  # noqa: BLE001 - metrics must never kill the worker
             log.debug("lag update failed", error=str(exc))
 
 
-def serve_http(worker: Worker, host: str, port: int) -> ThreadingHTTPServer:
+def serve_http(worker: Projector, host: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             if self.path == "/metrics":
                 body, ctype, code = generate_latest(), CONTENT_TYPE_LATEST, 200
             elif self.path == "/health":
                 ok = worker.healthy
-                body = json.dumps({"status": "ok" if ok else "unavailable"}).encode()
+                body = json.dumps({"status": "ok" if ok else "unavailable",
+                                   "checks": {"paused": worker.paused}}).encode()
                 ctype, code = "application/json", 200 if ok else 503
             else:
                 body, ctype, code = b'{"error": {"code": "NOT_FOUND", "message": "no such path", "details": {}}}', \
@@ -138,11 +279,19 @@ def serve_http(worker: Worker, host: str, port: int) -> ThreadingHTTPServer:
 
 def main() -> None:
     configure_logging()
-    worker = Worker()
     s = get_settings()
+    worker = Projector(s, group=s.projector_group, batch_size=s.projector_batch_size)
+    for attempt in range(30):
+        try:
+            ensure_indexes(worker.db)
+            break
+        except PyMongoError as exc:
+            log.warning("creating indexes failed, retrying", error=str(exc))
+            time.sleep(1)
     serve_http(worker, s.projector_host, s.projector_metrics_port)
+    stop: Callable[..., None] = lambda *_: worker.stopping.set()  # noqa: E731
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.stopping.set())
+        signal.signal(sig, stop)
     worker.run()
 
 

@@ -36,3 +36,90 @@ def eventually(probe: Callable[[], T | None], *, timeout: float = 30.0, interval
             last_exc = exc
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last error: {last_exc!r})")
+
+
+# --- projector fixtures -------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def api(settings: Settings):
+    from tests.e2e.api import Api
+
+    return Api(f"http://{settings.command_host}:{settings.command_port}")
+
+
+@pytest.fixture(scope="session")
+def organizer(api) -> tuple[str, str]:
+    return api.user("organizer")
+
+
+@pytest.fixture(scope="session")
+def buyer(api) -> tuple[str, str]:
+    return api.user("buyer")
+
+
+@pytest.fixture(scope="session")
+def mongo(settings: Settings):
+    from pymongo import MongoClient
+
+    client = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000)
+    yield client[settings.mongo_db]
+    client.close()
+
+
+@pytest.fixture
+def scratch_db(settings: Settings):
+    """A throwaway MongoDB database (dropped afterwards)."""
+    import uuid as _uuid
+
+    from pymongo import MongoClient
+
+    client = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000)
+    name = f"scratch_{_uuid.uuid4().hex[:10]}"
+    yield client[name]
+    client.drop_database(name)
+    client.close()
+
+
+def consistent(settings: Settings, event_ids: list[str], db=None, timeout: float = 60.0) -> None:
+    """Wait until the consistency checker finds no difference for these events (liveness bound)."""
+    from projectors.check import check
+
+    last: list[str] = []
+
+    def probe() -> bool:
+        nonlocal last
+        last = check(settings, event_ids, db=db)
+        return not last
+
+    try:
+        eventually(probe, timeout=timeout, interval=0.3)
+    except AssertionError:
+        raise AssertionError("read models diverge from PostgreSQL:\n  " + "\n  ".join(last)) from None
+
+
+def kafka_messages(settings: Settings, event_id: str, since_ms: int, topic: str = "evently.event") -> list:
+    """Every message of ``topic`` keyed by ``event_id`` appended since ``since_ms`` (raw confluent messages)."""
+    import uuid as _uuid
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"e2e-{_uuid.uuid4()}",
+                  "enable.auto.commit": False, "log_level": 3})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        starts = c.offsets_for_times([TopicPartition(topic, p, since_ms) for p in parts], timeout=10)
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        todo = {tp.partition for tp in starts if 0 <= tp.offset < ends[tp.partition]}
+        c.assign([tp for tp in starts if tp.partition in todo])
+        out = []
+        deadline = time.monotonic() + 60
+        while todo and time.monotonic() < deadline:
+            for m in c.consume(1000, timeout=0.5):
+                if m.error():
+                    continue
+                if m.key() == event_id.encode():
+                    out.append(m)
+                if m.offset() >= ends[m.partition()] - 1:
+                    todo.discard(m.partition())
+        return sorted(out, key=lambda m: m.offset())
+    finally:
+        c.close()

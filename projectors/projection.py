@@ -1,0 +1,390 @@
+"""Pure projection logic (no I/O): parsing outbox envelopes and folding batches into read-model state.
+
+Everything here is deterministic in its inputs, so the store layer (projectors/store.py) can
+re-run a fold after a compare-and-set conflict and the unit tests can check it without a stack.
+
+Vocabulary:
+- ``Msg``: one Kafka message, parsed and validated: position (``tp``, ``offset``) + envelope.
+- ``tp``: "<topic with dots replaced>:<partition>", used as a field name in watermark maps
+  (MongoDB field names must not contain dots).
+- Watermark ``wm[tp]``: the highest offset of partition ``tp`` already folded into a document.
+  A document only ever takes a message with ``offset > wm[tp]``; the watermark and the effect are
+  written in ONE update, so a redelivered offset can never count twice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUS_CODE = {"available": "a", "held": "h", "sold": "s"}
+CODE_STATUS = {v: k for k, v in STATUS_CODE.items()}
+ORDER_RANK = {"confirmed": 1, "cancelled": 2}
+RELEASE_PRIOR = {"expired": "held", "cancelled": "held", "order_cancelled": "sold"}  # event_cancelled: look it up
+INVENTORY_TYPES = {"SeatsHeld", "SeatsReleased", "OrderConfirmed"}
+LIFECYCLE_TYPES = {"EventCreated", "EventUpdated", "EventPublished", "EventCancelled"}
+KNOWN_TYPES = INVENTORY_TYPES | LIFECYCLE_TYPES | {"OrderCancelled", "VenueCreated"}
+
+
+class PoisonMessage(ValueError):
+    """The message can never be applied (malformed, unknown shape): it goes to the dead-letter topic."""
+
+
+def tp_name(topic: str, partition: int) -> str:
+    return f"{topic.replace('.', '_')}:{partition}"
+
+
+@dataclass
+class Msg:
+    topic: str
+    partition: int
+    offset: int
+    env: dict[str, Any]
+    occurred_ms: float | None = None
+    kafka_ms: float | None = None  # the broker's append time (CreateTime set by Connect's producer)
+
+    @property
+    def tp(self) -> str:
+        return tp_name(self.topic, self.partition)
+
+    @property
+    def type(self) -> str:
+        return self.env["type"]
+
+    @property
+    def id(self) -> str:
+        return self.env["id"]
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.env["aggregate_id"]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.env["data"]
+
+    @property
+    def position(self) -> str:
+        return f"{self.tp}:{self.offset}"
+
+
+# --------------------------------------------------------------------------- validation
+def _req(cond: bool, what: str) -> None:
+    if not cond:
+        raise PoisonMessage(what)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def split_seat(seat_id: Any) -> tuple[str, str, int]:
+    parts = seat_id.split("-") if isinstance(seat_id, str) else []
+    _req(len(parts) == 3 and parts[0] and parts[1] and parts[2].isdigit() and int(parts[2]) >= 1,
+         f"malformed seat id {seat_id!r}")
+    return parts[0], parts[1], int(parts[2])
+
+
+def _check_inventory(data: dict[str, Any]) -> None:
+    seats = data.get("seats", [])
+    ga = data.get("ga_sections", [])
+    _req(isinstance(seats, list) and isinstance(ga, list), "seats/ga_sections must be lists")
+    for s in seats:
+        _req(isinstance(s, dict) and s.get("status") in STATUS_CODE and _is_int(s.get("version")),
+             f"malformed seat change {s!r}")
+        split_seat(s.get("seat_id"))
+    for g in ga:
+        _req(isinstance(g, dict) and isinstance(g.get("section"), str)
+             and all(_is_int(g.get(k)) for k in ("capacity", "held", "sold", "version")),
+             f"malformed GA section state {g!r}")
+
+
+def _check_order(order: Any) -> None:
+    _req(isinstance(order, dict), "order must be an object")
+    _req(all(isinstance(order.get(k), str) for k in ("id", "event_id", "buyer_id", "status", "created_at")),
+         "order needs id, event_id, buyer_id, status, created_at")
+    _req(order["status"] in ORDER_RANK, f"unknown order status {order['status']!r}")
+    _req(_is_int(order.get("total")), "order total must be an integer")
+    _req(isinstance(order.get("seats"), list) or (isinstance(order.get("section"), str)
+                                                  and _is_int(order.get("quantity"))),
+         "order needs seats or section + quantity")
+    parse_time(order["created_at"])
+    if order["status"] == "cancelled":
+        _req(isinstance(order.get("cancelled_at"), str), "cancelled order without cancelled_at")
+        parse_time(order["cancelled_at"])
+
+
+def parse_time(s: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(str(s).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise PoisonMessage(f"bad timestamp {s!r}") from exc
+
+
+def validate(env: Any) -> dict[str, Any]:
+    """Raise PoisonMessage unless ``env`` is an envelope we can apply (unknown types pass: ignored)."""
+    _req(isinstance(env, dict), "payload is not a JSON object")
+    _req(isinstance(env.get("type"), str), "payload is not an outbox envelope (no 'type')")
+    _req(isinstance(env.get("id"), str) and env["id"], "envelope without id")
+    _req(isinstance(env.get("aggregate_id"), str) and env["aggregate_id"], "envelope without aggregate_id")
+    _req(isinstance(env.get("data"), dict), "envelope without a data object")
+    if env["type"] not in KNOWN_TYPES:
+        return env
+    _req(env.get("schema_version", 1) == SCHEMA_VERSION,
+         f"unsupported schema_version {env.get('schema_version')!r} for {env['type']}")
+    d, t = env["data"], env["type"]
+    if t in ("EventCreated", "EventUpdated"):
+        _req(isinstance(d.get("title"), str), f"{t} without a title")
+        _req(isinstance(d.get("sections", []), list) and isinstance(d.get("seats", []), list),
+             f"{t}: sections/seats must be lists")
+        for s in d.get("sections", []):
+            _req(isinstance(s, dict) and isinstance(s.get("code"), str) and _is_int(s.get("capacity", 0)),
+                 f"malformed section {s!r}")
+        for sid in d.get("seats", []):
+            split_seat(sid)
+    if t in ("EventUpdated", "EventPublished", "EventCancelled"):
+        _req(_is_int(d.get("version")), f"{t} without a version")
+    if t in INVENTORY_TYPES:
+        _check_inventory(d)
+    if t == "SeatsHeld":
+        _req(isinstance(d.get("hold"), dict), "SeatsHeld without hold")
+    if t == "SeatsReleased":
+        _req(d.get("reason") in ("expired", "cancelled", "order_cancelled", "event_cancelled"),
+             f"unknown release reason {d.get('reason')!r}")
+    if t in ("OrderConfirmed", "OrderCancelled"):
+        _check_order(d.get("order"))
+    if t == "VenueCreated":
+        _req(isinstance(d.get("name"), str), "VenueCreated without a name")
+    return env
+
+
+def occurred_ms(env: dict[str, Any]) -> float | None:
+    try:
+        return parse_time(env.get("occurred_at")).timestamp() * 1000
+    except PoisonMessage:
+        return None
+
+
+# --------------------------------------------------------------------------- catalog documents
+def event_static(data: dict[str, Any]) -> dict[str, Any]:
+    """The catalog/detail document fields taken from an event document (EventCreated/EventUpdated)."""
+    doc = {k: v for k, v in data.items() if k not in ("seats", "id", "changed")}
+    sections = [{k: v for k, v in s.items() if k != "rows"} for s in data.get("sections", [])]
+    doc["sections"] = sections
+    prices = [p for p in (data.get("prices") or {}).values() if _is_int(p)]
+    if prices:
+        doc["price_min"], doc["price_max"] = min(prices), max(prices)
+    doc.setdefault("status", "draft")
+    doc.setdefault("version", 1)
+    return doc
+
+
+def initial_counters(data: dict[str, Any]) -> dict[str, Any]:
+    sections = data.get("sections", [])
+    counts = {s["code"]: {"kind": s.get("kind", "seated"), "capacity": s.get("capacity", 0), "held": 0, "sold": 0,
+                          "available": s.get("capacity", 0), "v": 1} for s in sections}
+    capacity = sum(s.get("capacity", 0) for s in sections) if sections else data.get("capacity", 0)
+    return {"counts": counts, "capacity": capacity, "held": 0, "sold": 0, "available": capacity,
+            "stats": empty_stats(), "wm": {}, "cv": 0}
+
+
+def empty_stats() -> dict[str, Any]:
+    return {"orders": 0, "seats": 0, "revenue": 0, "cancellations": 0, "cancelled_seats": 0,
+            "cancelled_revenue": 0, "by_day": {}}
+
+
+def seat_rows(seat_ids: list[str]) -> dict[tuple[str, str], int]:
+    """(section, row) -> seats in that row (the highest seat number)."""
+    rows: dict[tuple[str, str], int] = {}
+    for sid in seat_ids:
+        sec, row, n = split_seat(sid)
+        rows[(sec, row)] = max(rows.get((sec, row), 0), n)
+    return rows
+
+
+def chunk_id(event_id: str, section: str, row: str) -> str:
+    return f"{event_id}:{section}:{row}"
+
+
+def new_chunk(event_id: str, section: str, row: str, n: int) -> dict[str, Any]:
+    return {"_id": chunk_id(event_id, section, row), "event_id": event_id, "section": section, "row": row,
+            "st": ["a"] * n, "v": [1] * n, "p": ["a"] * n, "cv": 0}
+
+
+# --------------------------------------------------------------------------- folds
+def fold_chunk(chunk: dict[str, Any], changes: list[tuple[Msg, dict[str, Any]]]) -> tuple[dict[str, Any], dict, bool]:
+    """Apply seat changes (in log order) to one seat-map chunk; newer version wins per seat.
+
+    Returns (new chunk fields {st, v, p}, prior, changed) where prior[(offset, seat_id)] is the
+    status a seat had right before the change at ``offset`` (for release reasons that do not say).
+    """
+    st, v, p = list(chunk["st"]), list(chunk["v"]), list(chunk["p"])
+    prior: dict[tuple[int, str], str] = {}
+    changed = False
+    for msg, ch in changes:
+        _, _, n = split_seat(ch["seat_id"])
+        i = n - 1
+        while i >= len(st):  # a seat beyond the announced row: grow (never expected, never fatal)
+            st.append("a"), v.append(1), p.append("a")
+        new_v, new_s = ch["version"], STATUS_CODE[ch["status"]]
+        if v[i] == new_v - 1:
+            prior[(msg.offset, ch["seat_id"])] = CODE_STATUS[st[i]]
+        elif v[i] == new_v:
+            prior[(msg.offset, ch["seat_id"])] = CODE_STATUS[p[i]]
+        if new_v > v[i]:
+            p[i], st[i], v[i] = st[i], new_s, new_v
+            changed = True
+    return {"st": st, "v": v, "p": p}, prior, changed
+
+
+def _day(ts: str) -> str:
+    return parse_time(ts).date().isoformat()
+
+
+def _qty(order: dict[str, Any]) -> int:
+    return len(order["seats"]) if isinstance(order.get("seats"), list) else int(order.get("quantity", 0))
+
+
+def _add_stats(stats: dict[str, Any], day_key: str, **inc: int) -> None:
+    for k, n in inc.items():
+        stats[k] = stats.get(k, 0) + n
+    if day_key:
+        day = stats.setdefault("by_day", {}).setdefault(day_key, {})
+        for k, n in inc.items():
+            day[k] = day.get(k, 0) + n
+
+
+def order_stats(msg: Msg) -> tuple[str, dict[str, int]] | None:
+    """(day, increments) that an order message adds to stats and daily rollups."""
+    order = msg.data.get("order") or {}
+    if msg.type == "OrderConfirmed":
+        return _day(order["created_at"]), {"orders": 1, "seats": _qty(order), "revenue": order["total"]}
+    if msg.type == "OrderCancelled":
+        return _day(order.get("cancelled_at") or msg.env.get("occurred_at")), {
+            "cancellations": 1, "cancelled_seats": _qty(order), "cancelled_revenue": order["total"]}
+    return None
+
+
+def fold_event_counters(state: dict[str, Any], msgs: list[Msg], prior: dict[tuple[int, str], str],
+                        cancelled_order_seats: set[str] | None = None) -> tuple[dict[str, Any], bool]:
+    """Fold an event's inventory/order messages (log order) into its counters and stats.
+
+    ``state`` = {counts, capacity, held, sold, available, stats, wm}; messages at or below the
+    document's watermark for their partition are skipped. Returns (new state, changed).
+    """
+    counts = {k: dict(v) for k, v in state["counts"].items()}
+    stats = {**state.get("stats", empty_stats())}
+    stats["by_day"] = {d: dict(x) for d, x in stats.get("by_day", {}).items()}
+    wm = dict(state.get("wm", {}))
+    sold_by_order = set(cancelled_order_seats or ())
+    changed = False
+    for msg in msgs:
+        if msg.offset <= wm.get(msg.tp, -1):
+            continue
+        wm[msg.tp] = msg.offset
+        changed = True
+        d, t = msg.data, msg.type
+        if t == "OrderCancelled" and isinstance(d["order"].get("seats"), list):
+            sold_by_order.update(d["order"]["seats"])
+        os_ = order_stats(msg)
+        if os_:
+            _add_stats(stats, os_[0], **os_[1])
+        if t not in INVENTORY_TYPES:
+            continue
+        for ch in d.get("seats", []):
+            sec = split_seat(ch["seat_id"])[0]
+            c = counts.setdefault(sec, {"kind": "seated", "capacity": 0, "held": 0, "sold": 0, "v": 1})
+            new = ch["status"]
+            if t == "SeatsHeld":
+                old = "available"
+            elif t == "OrderConfirmed":
+                old = "held"
+            else:
+                old = RELEASE_PRIOR.get(d["reason"]) or prior.get((msg.offset, ch["seat_id"])) or (
+                    "sold" if ch["seat_id"] in sold_by_order else "held")
+            if old == new:
+                continue
+            if old in ("held", "sold"):
+                c[old] -= 1
+            if new in ("held", "sold"):
+                c[new] += 1
+        for g in d.get("ga_sections", []):
+            c = counts.setdefault(g["section"], {"kind": "ga", "capacity": g["capacity"], "held": 0, "sold": 0, "v": 0})
+            if g["version"] > c.get("v", 0):
+                c.update(capacity=g["capacity"], held=g["held"], sold=g["sold"], v=g["version"])
+    for c in counts.values():
+        c["available"] = c.get("capacity", 0) - c["held"] - c["sold"]
+    held = sum(c["held"] for c in counts.values())
+    sold = sum(c["sold"] for c in counts.values())
+    capacity = state.get("capacity") or sum(c.get("capacity", 0) for c in counts.values())
+    return {"counts": counts, "capacity": capacity, "held": held, "sold": sold, "available": capacity - held - sold,
+            "stats": stats, "wm": wm}, changed
+
+
+def fold_rollup(state: dict[str, Any], items: list[tuple[Msg, dict[str, int]]]) -> tuple[dict[str, Any], bool]:
+    """Fold order increments into one analytics document (a day or the grand total), watermark-guarded."""
+    new = {k: v for k, v in state.items() if k not in ("_id", "cv")}
+    wm = dict(new.get("wm", {}))
+    changed = False
+    for msg, inc in items:
+        if msg.offset <= wm.get(msg.tp, -1):
+            continue
+        wm[msg.tp] = msg.offset
+        changed = True
+        for k, n in inc.items():
+            new[k] = new.get(k, 0) + n
+    new["wm"] = wm
+    return new, changed
+
+
+@dataclass
+class OrderState:
+    doc: dict[str, Any]
+    rank: int
+
+
+def fold_orders(msgs: list[Msg]) -> dict[str, dict[str, Any]]:
+    """order id -> its latest state in this batch (cancelled beats confirmed)."""
+    out: dict[str, dict[str, Any]] = {}
+    for msg in msgs:
+        if msg.type not in ("OrderConfirmed", "OrderCancelled"):
+            continue
+        order = msg.data["order"]
+        rank = ORDER_RANK[order["status"]]
+        cur = out.get(order["id"])
+        if cur is None or rank > cur["rank"]:
+            doc = {k: v for k, v in order.items() if k != "id"}
+            doc["rank"] = rank
+            doc["quantity"] = _qty(order)
+            out[order["id"]] = doc
+    return out
+
+
+@dataclass
+class FeedEntry:
+    event_id: str
+    offset: int
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    occurred_ms: float | None = None
+
+
+def feed_changes(msgs: list[Msg], counts_after: dict[str, Any] | None, after_offset: int) -> list[dict[str, Any]]:
+    """The seat-feed ``changes`` of one event's messages past ``after_offset``: last state per seat, in order,
+    and each touched GA section's availability."""
+    seats: dict[str, str] = {}
+    ga: dict[str, int] = {}
+    for msg in msgs:
+        if msg.offset <= after_offset or msg.type not in INVENTORY_TYPES:
+            continue
+        for ch in msg.data.get("seats", []):
+            seats.pop(ch["seat_id"], None)
+            seats[ch["seat_id"]] = ch["status"]
+        for g in msg.data.get("ga_sections", []):
+            ga[g["section"]] = g["capacity"] - g["held"] - g["sold"]
+    out: list[dict[str, Any]] = [{"seat": s, "status": st} for s, st in seats.items()]
+    for sec, avail in ga.items():
+        if counts_after and sec in counts_after:  # the read model's view (newest version) wins
+            avail = counts_after[sec].get("available", avail)
+        out.append({"section": sec, "available": avail})
+    return out

@@ -1,0 +1,420 @@
+"""The read-model store: applies a batch of parsed messages to MongoDB (FerretDB) and the seat feed.
+
+No multi-document transactions exist here, so every document is kept exact on its own:
+- one update per document per batch (the fold happens in memory, see projection.py);
+- every counter document carries its own per-partition offset watermark (``wm``) and is written
+  with compare-and-set on a document counter (``cv``): the watermark and the counters move together,
+  a redelivered offset is skipped, a concurrent writer (a replay) makes the CAS fail and we re-read;
+- seats carry their row version (newest wins), orders their status rank (cancelled beats confirmed);
+- Debezium re-sends (same outbox id at a new offset) are dropped by the ``applied`` claims.
+
+FerretDB executes a multi-statement bulk update very slowly, so writes are single ``update_one`` calls
+run from a small thread pool; new documents go in with ``insert_many``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable
+
+import structlog
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from projectors import projection as P
+from projectors.projection import Msg
+
+log = structlog.get_logger("projector.store")
+
+READ_MODEL_COLLECTIONS = ["events", "seatmap", "orders", "analytics", "venues", "waitlist", "applied"]
+TOTAL_ID = "total"
+CACHE_LIMIT = 200_000
+
+FEED_LUA = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if last[1] then
+  local f = last[1][2]
+  for i = 1, #f, 2 do
+    if f[i] == 'off' and tonumber(f[i + 1]) >= tonumber(ARGV[1]) then return false end
+  end
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'off', ARGV[1], 'data', ARGV[3],
+                  'rm', ARGV[4], 'occ', ARGV[5], 'k', ARGV[6])
+"""
+
+
+def feed_key(event_id: str) -> str:
+    return f"feed:{event_id}"
+
+
+def ensure_indexes(db: Database) -> None:
+    db.events.create_index([("status", ASCENDING), ("starts_at", ASCENDING)])
+    db.events.create_index([("category", ASCENDING)])
+    db.events.create_index([("venue.city", ASCENDING)])
+    db.events.create_index([("organizer_id", ASCENDING)])
+    db.events.create_index([("sold", DESCENDING)])
+    db.seatmap.create_index([("event_id", ASCENDING)])
+    db.orders.create_index([("buyer_id", ASCENDING), ("created_at", DESCENDING)])
+    db.orders.create_index([("event_id", ASCENDING)])
+    db.waitlist.create_index([("buyer_id", ASCENDING), ("created_at", DESCENDING)])
+    db.waitlist.create_index([("event_id", ASCENDING), ("position", ASCENDING)])
+
+
+class Store:
+    def __init__(self, db: Database, redis: Any = None, *, threads: int = 8, feed_maxlen: int = 10_000,
+                 on_feed: Callable[[Msg, float], None] | None = None) -> None:
+        self.db = db
+        self.redis = redis
+        self.feed_maxlen = feed_maxlen
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
+        self.stages = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stage")
+        self._feed = redis.register_script(FEED_LUA) if redis is not None else None
+        self.counters: dict[str, dict[str, Any]] = {}  # event id -> {counts..., wm, cv}
+        self.chunks: dict[str, dict[str, Any]] = {}    # seat-map chunk id -> {st, v, p, cv}
+        self.rollups: dict[str, dict[str, Any]] = {}   # analytics doc id -> state incl. cv
+        self.event_info: dict[str, dict[str, Any]] = {}  # event id -> {title, starts_at}
+        self.cas_conflicts = 0
+        self.duplicates = 0
+        self.memory_claims: dict[str, str] | None = None  # replay mode, see _claim_in_memory
+        self.persist_claims_after_ms = 0.0
+
+    def forget(self) -> None:
+        """Drop every cache (partitions were revoked: another writer may own them now)."""
+        for c in (self.counters, self.chunks, self.rollups, self.event_info):
+            c.clear()
+
+    def _trim(self) -> None:
+        for c in (self.counters, self.chunks, self.rollups, self.event_info):
+            if len(c) > CACHE_LIMIT:
+                c.clear()
+
+    def _parallel(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        items = list(items)
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        return list(self.pool.map(fn, items))
+
+    # ------------------------------------------------------------------ the batch
+    def apply(self, msgs: list[Msg]) -> tuple[list[Msg], float]:
+        """Apply validated messages (in log order per partition). Returns (applied msgs, read-model done time).
+
+        1. venues and event lifecycle (EventCreated makes the seat-map rows the next step writes);
+        2. concurrently: the ``applied`` claims, the seat map (version-guarded) and the orders (rank-guarded):
+           the last two are safe against Debezium re-sends by themselves;
+        3. concurrently, without the re-sends: event counters/stats and analytics rollups (watermark CAS);
+        4. the live seat feed, once the read models have the changes.
+        """
+        if not msgs:
+            return [], time.time()
+        venues = [m for m in msgs if m.type == "VenueCreated"]
+        lifecycle = [m for m in msgs if m.type in P.LIFECYCLE_TYPES]
+        if venues or lifecycle:
+            self.apply_venues(venues)
+            self.apply_lifecycle(lifecycle)
+        inventory = [m for m in msgs if m.type in P.INVENTORY_TYPES]
+        orders = [m for m in msgs if m.type in ("OrderConfirmed", "OrderCancelled")]
+        claims_f = self.stages.submit(self.claim, msgs)
+        seats_f = self.stages.submit(self.apply_seats, inventory)
+        orders_f = self.stages.submit(self.apply_orders, orders)
+        msgs = claims_f.result()
+        keep = {id(m) for m in msgs}
+        per_event: dict[str, list[Msg]] = defaultdict(list)
+        for m in msgs:
+            if m.type in P.INVENTORY_TYPES or m.type == "OrderCancelled":
+                per_event[m.aggregate_id].append(m)
+        # The counters need the seats' prior states only for releases that do not say what they
+        # release (event cancellation); otherwise they do not wait for the seat map.
+        needs_prior = any(m.type == "SeatsReleased" and m.data.get("reason") not in P.RELEASE_PRIOR
+                          for m in inventory)
+        prior = seats_f.result() if needs_prior else {}
+        rollups_f = self.stages.submit(self.apply_rollups, [m for m in orders if id(m) in keep])
+        feeds = self._parallel(lambda kv: self.apply_event_counters(kv[0], kv[1], prior), per_event.items())
+        for f in (seats_f, orders_f, rollups_f):
+            f.result()
+        done = time.time()
+        if self.redis is not None:
+            self._parallel(lambda f: self.append_feed(*f, done), [f for f in feeds if f])
+        self._trim()
+        return msgs, done
+
+    # ------------------------------------------------------------------ dedupe of Debezium re-sends
+    def claim(self, msgs: list[Msg]) -> list[Msg]:
+        """Record each outbox id with its position; an id already recorded at ANOTHER position is a
+        Debezium re-send (at-least-once from Connect) and is dropped. The same position again is a Kafka
+        redelivery: it goes through, and the per-document guards make it a no-op where it was applied."""
+        if not msgs:
+            return []
+        if self.memory_claims is not None:
+            return self._claim_in_memory(msgs)
+        docs = [{"_id": m.id, "at": m.position} for m in msgs]
+        dup_idx: list[int] = []
+        try:
+            self.db.applied.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            for err in exc.details.get("writeErrors", []):
+                if err.get("code") != 11000:
+                    raise
+                dup_idx.append(err["index"])
+        if not dup_idx:
+            return msgs
+        ids = list({msgs[i].id for i in dup_idx})
+        at = {}
+        for i in range(0, len(ids), 500):
+            at.update({d["_id"]: d["at"] for d in self.db.applied.find({"_id": {"$in": ids[i:i + 500]}})})
+        drop = {i for i in dup_idx if at.get(msgs[i].id, msgs[i].position) != msgs[i].position}
+        if drop:
+            self.duplicates += len(drop)
+            log.info("dropped re-sent outbox events", count=len(drop),
+                     ids=[msgs[i].id for i in sorted(drop)][:5])
+        return [m for i, m in enumerate(msgs) if i not in drop]
+
+    def _claim_in_memory(self, msgs: list[Msg]) -> list[Msg]:
+        """Replay mode (a rebuild reads every partition from offset 0, alone): the claims are kept in memory,
+        and only those of recent messages (Kafka time >= ``persist_claims_after_ms``) are written, because
+        Debezium can only re-send what it sent since its last offset flush."""
+        out, persist = [], []
+        for m in msgs:
+            at = self.memory_claims.setdefault(m.id, m.position)
+            if at != m.position:
+                self.duplicates += 1
+                continue
+            out.append(m)
+            if (m.kafka_ms or 0) >= self.persist_claims_after_ms:
+                persist.append({"_id": m.id, "at": m.position})
+        if persist:
+            try:
+                self.db.applied.insert_many(persist, ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+        return out
+
+    # ------------------------------------------------------------------ venues and event lifecycle
+    def apply_venues(self, msgs: list[Msg]) -> None:
+        for m in msgs:
+            d = m.data
+            self.db.venues.update_one({"_id": m.aggregate_id},
+                                      {"$setOnInsert": {k: v for k, v in d.items() if k != "id"}}, upsert=True)
+
+    def apply_lifecycle(self, msgs: list[Msg]) -> None:
+        created = [m for m in msgs if m.type == "EventCreated"]
+        self._parallel(self._create_event, created)
+        updates: dict[str, tuple[int, dict[str, Any]]] = {}
+        for m in msgs:
+            if m.type == "EventCreated":
+                continue
+            d = m.data
+            fields = P.event_static(d) if m.type == "EventUpdated" else {k: d[k] for k in ("status", "version", "updated_at") if k in d}
+            v, acc = updates.get(m.aggregate_id, (0, {}))
+            acc.update(fields)
+            updates[m.aggregate_id] = (max(v, d["version"]), acc)
+
+        def update(item: tuple[str, tuple[int, dict[str, Any]]]) -> None:
+            event_id, (v, fields) = item
+            fields["version"] = v
+            self.db.events.update_one({"_id": event_id, "version": {"$lt": v}}, {"$set": fields})
+            if "title" in fields or "starts_at" in fields:
+                info = {"event.title": fields.get("title"), "event.starts_at": fields.get("starts_at"), "event.v": v}
+                self.db.orders.update_many({"event_id": event_id, "event.v": {"$lt": v}},
+                                           {"$set": {k: x for k, x in info.items() if x is not None}})
+                self.event_info.pop(event_id, None)
+        self._parallel(update, updates.items())
+
+    def _create_event(self, m: Msg) -> None:
+        d = m.data
+        event_id = m.aggregate_id
+        doc = {**P.event_static(d), **P.initial_counters(d), "created_by_event": m.id}
+        created = False
+        try:
+            r = self.db.events.update_one({"_id": event_id}, {"$setOnInsert": doc}, upsert=True)
+            created = r.upserted_id is not None
+        except DuplicateKeyError:
+            pass
+        if created:  # we created it: its counters are known (saves a read later)
+            self.counters[event_id] = {k: doc[k] for k in ("counts", "capacity", "held", "sold", "available",
+                                                           "stats", "wm", "cv")}
+        else:
+            # inventory that arrived before its EventCreated made a bare counter document: complete it
+            self.db.events.update_one({"_id": event_id, "status": "unknown"}, {"$set": P.event_static(d)})
+        rows = P.seat_rows(d.get("seats", []))
+        if rows:
+            chunks = [P.new_chunk(event_id, sec, row, n) for (sec, row), n in rows.items()]
+            failed: set[int] = set()
+            try:
+                self.db.seatmap.insert_many(chunks, ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+                failed = {e["index"] for e in exc.details.get("writeErrors", [])}
+            for i, c in enumerate(chunks):
+                if i not in failed:  # only what we inserted is known to be current
+                    self.chunks[c["_id"]] = {k: c[k] for k in ("st", "v", "p", "cv")}
+        self.event_info[event_id] = {"id": event_id, "title": d.get("title"), "starts_at": d.get("starts_at"),
+                                     "v": d.get("version", 1)}
+
+    # ------------------------------------------------------------------ seat map
+    def apply_seats(self, msgs: list[Msg]) -> dict[tuple[int, str], str]:
+        """Seat changes -> seat-map chunks (one CAS update per touched chunk). Returns prior statuses."""
+        per_chunk: dict[str, list[tuple[Msg, dict[str, Any]]]] = defaultdict(list)
+        for m in msgs:
+            for ch in m.data.get("seats", []):
+                sec, row, _ = P.split_seat(ch["seat_id"])
+                per_chunk[P.chunk_id(m.aggregate_id, sec, row)].append((m, ch))
+        if not per_chunk:
+            return {}
+        self._load_chunks([c for c in per_chunk if c not in self.chunks])
+        prior: dict[tuple[int, str], str] = {}
+        for p in self._parallel(lambda kv: self._apply_chunk(kv[0], kv[1]), per_chunk.items()):
+            prior.update(p)
+        return prior
+
+    def _load_chunks(self, ids: list[str]) -> None:
+        for i in range(0, len(ids), 500):
+            for d in self.db.seatmap.find({"_id": {"$in": ids[i:i + 500]}}, {"st": 1, "v": 1, "p": 1, "cv": 1}):
+                self.chunks[d["_id"]] = {k: d[k] for k in ("st", "v", "p", "cv")}
+
+    def _apply_chunk(self, cid: str, changes: list[tuple[Msg, dict[str, Any]]]) -> dict:
+        for _ in range(50):
+            cur = self.chunks.get(cid)
+            if cur is None:
+                d = self.db.seatmap.find_one({"_id": cid})
+                if d is None:  # the event's EventCreated never arrived: build the row from what we see
+                    event_id, sec, row = cid.rsplit(":", 2)
+                    n = max(P.split_seat(ch["seat_id"])[2] for _, ch in changes)
+                    try:
+                        self.db.seatmap.insert_one(P.new_chunk(event_id, sec, row, n))
+                    except DuplicateKeyError:
+                        pass
+                    continue
+                cur = self.chunks[cid] = {k: d[k] for k in ("st", "v", "p", "cv")}
+            new, prior, changed = P.fold_chunk(cur, changes)
+            if not changed:
+                return prior
+            r = self.db.seatmap.update_one({"_id": cid, "cv": cur["cv"]}, {"$set": {**new, "cv": cur["cv"] + 1}})
+            if r.matched_count:
+                self.chunks[cid] = {**new, "cv": cur["cv"] + 1}
+                return prior
+            self.cas_conflicts += 1
+            self.chunks.pop(cid, None)
+        raise RuntimeError(f"seat-map chunk {cid}: too many CAS conflicts")
+
+    # ------------------------------------------------------------------ orders (booking history)
+    def apply_orders(self, msgs: list[Msg]) -> None:
+        orders = P.fold_orders(msgs)
+        if not orders:
+            return
+        for oid, doc in orders.items():
+            doc["event"] = self._event_info(doc["event_id"])
+        docs = [{"_id": oid, **doc} for oid, doc in orders.items()]
+        dup: list[dict[str, Any]] = []
+        try:
+            self.db.orders.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            for err in exc.details.get("writeErrors", []):
+                if err.get("code") != 11000:
+                    raise
+                dup.append(docs[err["index"]])
+
+        def upgrade(doc: dict[str, Any]) -> None:
+            oid = doc.pop("_id")
+            doc.pop("event", None)  # keep the stored event snapshot (it may be newer)
+            try:
+                self.db.orders.update_one({"_id": oid, "rank": {"$lt": doc["rank"]}}, {"$set": doc}, upsert=True)
+            except DuplicateKeyError:
+                pass  # already at this state or a later one
+        self._parallel(upgrade, dup)
+
+    def _event_info(self, event_id: str) -> dict[str, Any]:
+        info = self.event_info.get(event_id)
+        if info is None:
+            d = self.db.events.find_one({"_id": event_id}, {"title": 1, "starts_at": 1, "version": 1}) or {}
+            info = {"id": event_id, "title": d.get("title"), "starts_at": d.get("starts_at"), "v": d.get("version", 0)}
+            self.event_info[event_id] = info
+        return dict(info)
+
+    # ------------------------------------------------------------------ per-event counters and stats
+    def apply_event_counters(self, event_id: str, msgs: list[Msg], prior: dict) -> tuple | None:
+        """CAS the event's counters/stats; returns what the feed needs (or None)."""
+        fields = ("counts", "capacity", "held", "sold", "available", "stats", "wm", "cv")
+        for _ in range(50):
+            cur = self.counters.get(event_id)
+            if cur is None:
+                d = self.db.events.find_one({"_id": event_id}, {f: 1 for f in fields})
+                if d is None or "cv" not in d:
+                    log.warning("inventory for an unknown event; creating its counter document", event_id=event_id)
+                    try:
+                        self.db.events.update_one({"_id": event_id}, {"$setOnInsert": {
+                            "status": "unknown", "version": 0, **P.initial_counters({})}}, upsert=True)
+                    except DuplicateKeyError:
+                        pass
+                    if d is not None and "cv" not in d:
+                        self.db.events.update_one({"_id": event_id, "cv": {"$exists": False}},
+                                                  {"$set": P.initial_counters({})})
+                    continue
+                cur = self.counters[event_id] = {f: d.get(f) for f in fields}
+            new, changed = P.fold_event_counters(cur, msgs, prior)
+            if changed:
+                r = self.db.events.update_one({"_id": event_id, "cv": cur["cv"]}, {"$set": {**new, "cv": cur["cv"] + 1}})
+                if not r.matched_count:
+                    self.cas_conflicts += 1
+                    self.counters.pop(event_id, None)
+                    continue
+                self.counters[event_id] = {**new, "cv": cur["cv"] + 1}
+            inv = [m for m in msgs if m.type in P.INVENTORY_TYPES]
+            return (event_id, inv, new["counts"]) if inv else None
+        raise RuntimeError(f"event {event_id}: too many CAS conflicts")
+
+    # ------------------------------------------------------------------ analytics rollups
+    def apply_rollups(self, msgs: list[Msg]) -> None:
+        per_doc: dict[str, list[tuple[Msg, dict[str, int]]]] = defaultdict(list)
+        for m in msgs:
+            os_ = P.order_stats(m)
+            if os_:
+                day, inc = os_
+                per_doc[f"day:{day}"].append((m, inc))
+                per_doc[TOTAL_ID].append((m, inc))
+        self._parallel(lambda kv: self._apply_rollup(kv[0], kv[1]), per_doc.items())
+
+    def _apply_rollup(self, doc_id: str, items: list[tuple[Msg, dict[str, int]]]) -> None:
+        for _ in range(100):
+            cur = self.rollups.get(doc_id)
+            if cur is None:
+                d = self.db.analytics.find_one({"_id": doc_id})
+                if d is None:
+                    base = {"_id": doc_id, "wm": {}, "cv": 0, **({"date": doc_id[4:]} if doc_id.startswith("day:") else {})}
+                    try:
+                        self.db.analytics.insert_one(base)
+                    except DuplicateKeyError:
+                        pass
+                    continue
+                cur = self.rollups[doc_id] = d
+            new, changed = P.fold_rollup(cur, items)
+            if not changed:
+                return
+            r = self.db.analytics.update_one({"_id": doc_id, "cv": cur["cv"]}, {"$set": {**new, "cv": cur["cv"] + 1}})
+            if r.matched_count:
+                self.rollups[doc_id] = {**new, "_id": doc_id, "cv": cur["cv"] + 1}
+                return
+            self.cas_conflicts += 1
+            self.rollups.pop(doc_id, None)
+        raise RuntimeError(f"analytics {doc_id}: too many CAS conflicts")
+
+    # ------------------------------------------------------------------ live seat feed
+    def append_feed(self, event_id: str, msgs: list[Msg], counts: dict[str, Any], done: float) -> str | None:
+        """One stream entry per event per batch, after the read model has it; never appended twice for an
+        offset (the Lua script compares with the last entry's offset)."""
+        last = self.redis.xrevrange(feed_key(event_id), count=1)
+        last_off = int(last[0][1].get(b"off", b"-1")) if last else -1
+        msgs = [m for m in msgs if m.offset > last_off]
+        changes = P.feed_changes(msgs, counts, last_off)
+        if not changes:
+            return None
+        occ = max((m.occurred_ms or 0) for m in msgs)
+        kts = max((m.kafka_ms or 0) for m in msgs)
+        data = json.dumps({"event_id": event_id, "changes": changes}, separators=(",", ":"))
+        return self._feed(keys=[feed_key(event_id)],
+                          args=[max(m.offset for m in msgs), self.feed_maxlen, data, f"{done * 1000:.1f}", f"{occ:.1f}",
+                                f"{kts:.1f}"])

@@ -1,0 +1,171 @@
+"""Pure projection logic: validation (poison), seat-map folds, counter folds with watermarks, orders, feed."""
+from __future__ import annotations
+
+import pytest
+
+from projectors import projection as P
+
+EV = "e1"
+
+
+def msg(offset: int, type_: str, data: dict, *, partition: int = 0, id_: str | None = None) -> P.Msg:
+    env = {"id": id_ or f"id-{offset}", "type": type_, "schema_version": 1, "aggregate_id": EV,
+           "occurred_at": "2026-11-21T20:00:00Z", "data": data}
+    return P.Msg("evently.event", partition, offset, P.validate(env))
+
+
+def seats(*changes: tuple[str, str, int]) -> list[dict]:
+    return [{"seat_id": s, "status": st, "version": v} for s, st, v in changes]
+
+
+def order(oid: str, status: str = "confirmed", seats_=("A-1-1",), total: int = 100) -> dict:
+    o = {"id": oid, "event_id": EV, "buyer_id": "b", "status": status, "seats": list(seats_), "total": total,
+         "currency": "EUR", "created_at": "2026-11-21T10:00:00Z"}
+    if status == "cancelled":
+        o["cancelled_at"] = "2026-11-22T10:00:00Z"
+    return o
+
+
+CREATED = {"title": "T", "sections": [{"code": "A", "kind": "seated", "capacity": 4, "price": 100},
+                                       {"code": "GA", "kind": "ga", "capacity": 10, "price": 50}],
+           "prices": {"A": 100, "GA": 50}, "seats": ["A-1-1", "A-1-2", "A-2-1", "A-2-2"]}
+
+
+@pytest.mark.parametrize("env, error", [
+    ("nope", "not a JSON object"),
+    ({"id": "x", "aggregate_id": "e", "data": {}}, "no 'type'"),
+    ({"type": "SeatsHeld", "id": "x", "aggregate_id": "e"}, "without a data object"),
+    ({"type": "SeatsHeld", "id": "x", "aggregate_id": "e", "data": {"hold": {}, "seats": [{"seat_id": "A1"}]}},
+     "malformed seat change"),
+    ({"type": "SeatsHeld", "id": "x", "aggregate_id": "e",
+      "data": {"hold": {}, "seats": [{"seat_id": "A-1", "status": "held", "version": 2}]}}, "malformed seat id"),
+    ({"type": "OrderConfirmed", "id": "x", "aggregate_id": "e", "data": {"order": {"id": "o"}}}, "order needs"),
+    ({"type": "SeatsReleased", "id": "x", "aggregate_id": "e", "data": {"reason": "why"}}, "unknown release reason"),
+    ({"type": "EventPublished", "id": "x", "aggregate_id": "e", "schema_version": 9, "data": {"version": 2}},
+     "unsupported schema_version"),
+])
+def test_malformed_envelopes_are_poison(env, error):
+    with pytest.raises(P.PoisonMessage, match=error):
+        P.validate(env)
+
+
+def test_unknown_types_and_missing_optional_fields_pass():
+    P.validate({"type": "WaitlistJoined", "id": "x", "aggregate_id": "e", "data": {}})
+    # Debezium drops empty arrays: SeatsHeld for GA has no "seats" key at all
+    P.validate({"type": "SeatsHeld", "id": "x", "aggregate_id": "e", "data": {
+        "hold": {"id": "h"}, "ga_sections": [{"section": "GA", "capacity": 5, "held": 1, "sold": 0, "version": 2}]}})
+
+
+def test_seat_chunk_newest_version_wins_whatever_the_order():
+    chunk = P.new_chunk(EV, "A", "1", 3)
+    m1 = msg(1, "SeatsHeld", {"hold": {}, "seats": seats(("A-1-2", "held", 2))})
+    m2 = msg(2, "OrderConfirmed", {"order": order("o1", seats_=("A-1-2",)), "seats": seats(("A-1-2", "sold", 3))})
+    new, prior, changed = P.fold_chunk(chunk, [(m2, m2.data["seats"][0]), (m1, m1.data["seats"][0])])
+    assert changed and new["st"] == ["a", "s", "a"] and new["v"] == [1, 3, 1]
+    again, _, changed = P.fold_chunk({**new, "cv": 1}, [(m1, m1.data["seats"][0])])
+    assert not changed and again["st"] == ["a", "s", "a"]  # a stale redelivery never brings back "held"
+
+
+def test_seat_chunk_reports_prior_status_for_ambiguous_releases():
+    chunk = {"st": ["s", "h"], "v": [3, 2], "p": ["h", "a"], "cv": 5}
+    rel = msg(9, "SeatsReleased", {"reason": "event_cancelled",
+                                   "seats": seats(("A-1-1", "available", 4), ("A-1-2", "available", 3))})
+    new, prior, _ = P.fold_chunk(chunk, [(rel, c) for c in rel.data["seats"]])
+    assert prior == {(9, "A-1-1"): "sold", (9, "A-1-2"): "held"}
+    # replayed when the seat doc is already at that version: the stored previous status answers
+    _, prior2, changed = P.fold_chunk(new, [(rel, c) for c in rel.data["seats"]])
+    assert not changed and prior2 == prior
+
+
+def counters_after(msgs, state=None, prior=None):
+    state = state or P.initial_counters(CREATED)
+    return P.fold_event_counters(state, msgs, prior or {})
+
+
+def test_counters_follow_holds_orders_releases_and_cancellations():
+    ms = [
+        msg(1, "SeatsHeld", {"hold": {}, "seats": seats(("A-1-1", "held", 2), ("A-1-2", "held", 2))}),
+        msg(2, "OrderConfirmed", {"order": order("o1", seats_=("A-1-1",)), "seats": seats(("A-1-1", "sold", 3))}),
+        msg(3, "SeatsReleased", {"reason": "expired", "seats": seats(("A-1-2", "available", 3))}),
+        msg(4, "OrderCancelled", {"order": order("o1", "cancelled", seats_=("A-1-1",)), "cancelled_by": "x"}),
+        msg(5, "SeatsReleased", {"reason": "order_cancelled", "seats": seats(("A-1-1", "available", 4))}),
+        msg(6, "SeatsHeld", {"hold": {}, "ga_sections": [
+            {"section": "GA", "capacity": 10, "held": 3, "sold": 0, "version": 2}]}),
+    ]
+    st, changed = counters_after(ms)
+    assert changed
+    assert st["counts"]["A"]["held"] == 0 and st["counts"]["A"]["sold"] == 0 and st["counts"]["A"]["available"] == 4
+    assert st["counts"]["GA"]["held"] == 3 and st["available"] == 11
+    assert st["stats"]["orders"] == 1 and st["stats"]["cancellations"] == 1
+    assert st["stats"]["by_day"]["2026-11-21"]["revenue"] == 100
+    assert st["stats"]["by_day"]["2026-11-22"]["cancelled_revenue"] == 100
+    assert st["wm"] == {"evently_event:0": 6}
+
+
+def test_watermark_makes_redelivery_of_applied_offsets_a_no_op():
+    ms = [msg(1, "SeatsHeld", {"hold": {}, "seats": seats(("A-1-1", "held", 2))}),
+          msg(2, "OrderConfirmed", {"order": order("o1"), "seats": seats(("A-1-1", "sold", 3))})]
+    first, _ = counters_after(ms[:1])
+    second, _ = counters_after(ms, first)  # an overlapping redelivery: offset 1 again, then 2
+    assert second["counts"]["A"]["sold"] == 1 and second["counts"]["A"]["held"] == 0
+    third, changed = counters_after(ms, second)
+    assert not changed and third["counts"] == second["counts"] and third["stats"] == second["stats"]
+
+
+def test_older_ga_state_never_overwrites_a_newer_one():
+    newer = msg(5, "OrderConfirmed", {"order": {**order("o1", seats_=()), "seats": None, "section": "GA",
+                                                 "quantity": 2},
+                                      "ga_sections": [{"section": "GA", "capacity": 10, "held": 0, "sold": 2,
+                                                       "version": 3}]})
+    older = msg(7, "SeatsHeld", {"hold": {}, "ga_sections": [
+        {"section": "GA", "capacity": 10, "held": 2, "sold": 0, "version": 2}]})
+    st, _ = counters_after([newer, older])
+    assert (st["counts"]["GA"]["held"], st["counts"]["GA"]["sold"]) == (0, 2)
+
+
+def test_event_cancellation_uses_prior_statuses():
+    ms = [msg(1, "SeatsHeld", {"hold": {}, "seats": seats(("A-1-1", "held", 2), ("A-1-2", "held", 2))}),
+          msg(2, "OrderConfirmed", {"order": order("o1"), "seats": seats(("A-1-1", "sold", 3))})]
+    st, _ = counters_after(ms)
+    rel = [msg(3, "OrderCancelled", {"order": order("o1", "cancelled"), "cancelled_by": "event_cancelled"}),
+           msg(4, "SeatsReleased", {"reason": "event_cancelled",
+                                    "seats": seats(("A-1-1", "available", 4), ("A-1-2", "available", 3))})]
+    end, _ = counters_after(rel, st, prior={(4, "A-1-1"): "sold", (4, "A-1-2"): "held"})
+    assert end["counts"]["A"]["held"] == 0 and end["counts"]["A"]["sold"] == 0
+    # without the seat map, the cancelled orders' seats tell which seats were sold
+    end2, _ = counters_after(rel, st)
+    assert end2["counts"]["A"] == end["counts"]["A"]
+
+
+def test_rollup_watermarks_are_per_partition():
+    a = msg(10, "OrderConfirmed", {"order": order("o1"), "seats": []}, partition=0)
+    b = msg(3, "OrderConfirmed", {"order": order("o2"), "seats": []}, partition=1)
+    inc_a, inc_b = P.order_stats(a)[1], P.order_stats(b)[1]
+    st, _ = P.fold_rollup({"wm": {}, "cv": 0}, [(a, inc_a)])
+    st, changed = P.fold_rollup(st, [(b, inc_b), (a, inc_a)])
+    assert changed and st["orders"] == 2 and st["wm"] == {"evently_event:0": 10, "evently_event:1": 3}
+
+
+def test_cancelled_order_state_beats_confirmed_in_any_order():
+    c = msg(2, "OrderCancelled", {"order": order("o1", "cancelled"), "cancelled_by": "x"})
+    o = msg(1, "OrderConfirmed", {"order": order("o1"), "seats": seats(("A-1-1", "sold", 3))})
+    assert P.fold_orders([c, o])["o1"]["status"] == "cancelled"
+    assert P.fold_orders([o, c])["o1"]["rank"] == 2
+
+
+def test_feed_changes_carry_the_last_state_per_seat_and_ga_availability():
+    ms = [msg(1, "SeatsHeld", {"hold": {}, "seats": seats(("A-1-1", "held", 2))}),
+          msg(2, "OrderConfirmed", {"order": order("o1"), "seats": seats(("A-1-1", "sold", 3))}),
+          msg(3, "SeatsHeld", {"hold": {}, "seats": seats(("A-1-2", "held", 2)), "ga_sections": [
+              {"section": "GA", "capacity": 10, "held": 3, "sold": 1, "version": 4}]})]
+    assert P.feed_changes(ms, None, -1) == [{"seat": "A-1-1", "status": "sold"}, {"seat": "A-1-2", "status": "held"},
+                                            {"section": "GA", "available": 6}]
+    assert P.feed_changes(ms, None, 2) == [{"seat": "A-1-2", "status": "held"}, {"section": "GA", "available": 6}]
+
+
+def test_twenty_thousand_seat_venue_stays_small_per_document():
+    ids = [f"S{s}-{r}-{n}" for s in range(4) for r in range(1, 101) for n in range(1, 51)]
+    rows = P.seat_rows(ids)
+    assert len(ids) == 20_000 and len(rows) == 400 and max(rows.values()) == 50
+    chunk = P.new_chunk(EV, "S0", "1", 1000)  # the largest possible row (1,000 seats)
+    assert len(repr(chunk)) < 16_000
