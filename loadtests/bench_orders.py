@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
 import sys
 import time
@@ -28,7 +30,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seats-per-order", type=int, default=1)
     p.add_argument("--rows", type=int, default=50, help="rows of 1000 seats in the venue (<= 50)")
     p.add_argument("--hard-timeout", type=float, default=300.0, help="abort the whole run after this many seconds")
+    p.add_argument("--cpu-pid", type=int, action="append", default=[], metavar="PID",
+                   help="also report CPU ms per order of this process and its children (Linux; repeatable)")
     return p.parse_args(argv)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its live children (e.g. a postmaster and its backends), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    for p in (pid, *children):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 async def call(session: aiohttp.ClientSession, method: str, path: str, token: str | None = None, **kw):
@@ -102,16 +125,21 @@ async def bench(args: argparse.Namespace) -> dict:
                 except aiohttp.ClientError as exc:  # counted, not fatal: the figures say how many failed
                     statuses[f"client error {type(exc).__name__}"] += 1
 
+        cpu0 = {pid: cpu_seconds(pid) for pid in args.cpu_pid}
+        own0 = time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(buyer(b) for b in buyers))
         elapsed = time.perf_counter() - started
+        own = time.process_time() - own0
+        cpu = {pid: cpu_seconds(pid) - cpu0[pid] for pid in args.cpu_pid}
 
     def pct(xs: list[float], q: float) -> float:
         return statistics.quantiles(xs, n=100)[q - 1] * 1000 if len(xs) > 1 else float("nan")
 
     return {"elapsed_s": elapsed, "holds": holds, "orders": orders, "holds_per_s": holds / elapsed,
             "orders_per_s": orders / elapsed, "hold_p50_ms": pct(hold_lat, 50), "hold_p99_ms": pct(hold_lat, 99),
-            "order_p50_ms": pct(order_lat, 50), "order_p99_ms": pct(order_lat, 99), "statuses": dict(statuses)}
+            "order_p50_ms": pct(order_lat, 50), "order_p99_ms": pct(order_lat, 99), "statuses": dict(statuses),
+            "cpu_s": cpu, "client_cpu_s": own}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"orders/s {r['orders_per_s']:8.1f}   "
           f"(checkout p50 {r['order_p50_ms']:.1f} ms, p99 {r['order_p99_ms']:.1f} ms)")
     print("responses: " + ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items())))
+    per = lambda s: s * 1000 / max(r["orders"], 1)  # noqa: E731
+    print("CPU ms/order: " + ", ".join([f"pid {pid} {per(s):.2f}" for pid, s in r["cpu_s"].items()]
+                                       + [f"client {per(r['client_cpu_s']):.2f}"]))
     return 0 if r["orders"] else 1
 
 

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from command_service.adapters.repository import Repository
 from command_service.domain.events import DomainEvent
 
 
-async def write(conn: AsyncConnection, events: Sequence[DomainEvent]) -> None:
-    if not events:
-        return
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (%s, %s, %s, %s, %s)",
-            [(e.id, e.aggregate_type, e.aggregate_id, e.type, Jsonb(e.envelope())) for e in events])
+def write(repo: Repository, events: Sequence[DomainEvent]) -> None:
+    """Queue one INSERT per event; they go to PostgreSQL in the same batch as the COMMIT."""
+    for e in events:
+        repo.queue("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (%s, %s, %s, %s, %s)",
+                   (e.id, e.aggregate_type, e.aggregate_id, e.type, Jsonb(e.envelope())))

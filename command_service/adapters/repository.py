@@ -1,7 +1,12 @@
 """PostgreSQL repository: every read and conditional write of the command side.
 
-It runs on one connection inside a unit of work (a transaction in psycopg pipeline mode:
-statements queued together go to the server in one round trip).
+It runs on one connection inside a unit of work. Statements are bound client-side and sent as
+one multi-statement batch per round trip (simple query protocol): a write whose result nobody
+reads (``add_hold``, ``add_order``, outbox rows, ``BEGIN``) is ``queue``-d and travels with the
+next statement that returns rows, or with COMMIT. A hold is thus two round trips
+(``BEGIN; UPDATE seats; SELECT terms`` and ``INSERT hold; INSERT outbox; COMMIT``), a checkout
+too, each one send and one receive. Every statement still gets its own snapshot (READ COMMITTED),
+and a failing statement aborts the transaction and the rest of its batch.
 
 Inventory arbitration lives here. The rules (README.md "PostgreSQL is the arbiter"):
 
@@ -24,7 +29,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -55,17 +60,40 @@ def _order(r: dict[str, Any]) -> Order:
                  r["currency"], r["status"], r["created_at"], r["cancelled_at"])
 
 
+Rows = list[dict[str, Any]]
+
+
 class Repository:
+    """Needs an autocommit connection: the unit of work queues BEGIN and sends COMMIT/ROLLBACK itself."""
+
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+        self._cur = AsyncClientCursor(conn, row_factory=dict_row)
+        self._pending: list[str] = []
 
-    async def _execute(self, sql: str, params: Any = None):
-        cur = self.conn.cursor(row_factory=dict_row)
-        await cur.execute(sql, params)
-        return cur
+    def queue(self, sql: str, params: Any = None) -> None:
+        """A statement whose result is not needed: sent with the next batch (a read, or COMMIT)."""
+        self._pending.append(self._cur.mogrify(sql, params))
+
+    async def run(self, *statements: tuple[str, Any]) -> list[Rows]:
+        """Send the queued statements plus ``statements`` in one round trip; the rows of each of ``statements``."""
+        batch = self._pending + [self._cur.mogrify(sql, params) for sql, params in statements]
+        self._pending = []
+        await self._cur.execute(";\n".join(batch))  # no params: sent as is, multi-statement
+        for _ in range(len(batch) - len(statements)):  # skip the queued statements' results
+            self._cur.nextset()
+        results = []
+        for _ in statements:
+            results.append(await self._cur.fetchall() if self._cur.description is not None else [])
+            self._cur.nextset()
+        return results
+
+    async def _execute(self, sql: str, params: Any = None) -> Rows:
+        return (await self.run((sql, params)))[0]
 
     async def _one(self, sql: str, params: Any = None) -> dict[str, Any] | None:
-        return await (await self._execute(sql, params)).fetchone()
+        rows = await self._execute(sql, params)
+        return rows[0] if rows else None
 
     # --- users ----------------------------------------------------------------------------
     async def add_user(self, user: User) -> bool:
@@ -82,7 +110,7 @@ class Repository:
 
     # --- venues and events ----------------------------------------------------------------
     async def add_venue(self, venue: Venue) -> None:
-        await self._execute(
+        self.queue(
             "INSERT INTO venues (id, organizer_id, name, city, address, capacity, sections) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s)",
             (venue.id, venue.organizer_id, venue.name, venue.city, venue.address, venue.layout.capacity,
@@ -100,17 +128,16 @@ class Repository:
     async def add_event(self, event: Event) -> None:
         """The event row plus its inventory: one seat row per seat, one row per GA section."""
         layout = event.venue.layout
-        await self._execute(
+        self.queue(
             "INSERT INTO events (id, organizer_id, venue_id, title, description, category, starts_at, ends_at, "
             "currency, prices, status, version, created_at, updated_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (event.id, event.organizer_id, event.venue.id, event.title, event.description, event.category,
              event.starts_at, event.ends_at, event.currency, Jsonb(event.prices), event.status, event.version,
              event.created_at, event.updated_at))
-        await self._execute("INSERT INTO seats (event_id, seat_id) SELECT %s, unnest(%s::text[])",
-                            (event.id, layout.seat_ids()))
+        self.queue("INSERT INTO seats (event_id, seat_id) SELECT %s, unnest(%s::text[])", (event.id, layout.seat_ids()))
         ga = layout.ga_sections()
-        await self._execute(
+        self.queue(
             "INSERT INTO ga_sections (event_id, section, capacity) SELECT %s, unnest(%s::text[]), unnest(%s::int[])",
             (event.id, [s.code for s in ga], [s.capacity for s in ga]))
 
@@ -126,7 +153,7 @@ class Repository:
                      r["version"], r["created_at"], r["updated_at"])
 
     async def save_event(self, event: Event) -> None:
-        await self._execute(
+        self.queue(
             "UPDATE events SET title = %s, description = %s, category = %s, starts_at = %s, ends_at = %s, "
             "prices = %s, status = %s, version = %s, updated_at = %s WHERE id = %s",
             (event.title, event.description, event.category, event.starts_at, event.ends_at, Jsonb(event.prices),
@@ -144,29 +171,28 @@ class Repository:
         Also returns the event's sale terms, read after the inventory rows are locked.
         """
         if hold.seats:
-            inventory = await self._execute(
-                "UPDATE seats s SET status = 'held', hold_id = %s, version = s.version + 1 "
-                "WHERE s.event_id = %s AND s.seat_id = ANY(%s) AND s.status = 'available' " + SEAT_CHANGE,
-                (hold.id, hold.event_id, list(hold.seats)))
+            inventory = ("UPDATE seats s SET status = 'held', hold_id = %s, version = s.version + 1 "
+                         "WHERE s.event_id = %s AND s.seat_id = ANY(%s) AND s.status = 'available' " + SEAT_CHANGE,
+                         (hold.id, hold.event_id, list(hold.seats)))
         else:
-            inventory = await self._execute(
-                "UPDATE ga_sections g SET held = g.held + %(n)s, version = g.version + 1 "
-                "WHERE g.event_id = %(e)s AND g.section = %(s)s AND g.held + g.sold + %(n)s <= g.capacity " + GA_STATE,
-                {"n": hold.quantity, "e": hold.event_id, "s": hold.section})
-        # Queued behind the UPDATE, so read with a snapshot taken after the rows were locked.
-        terms = await self._execute("SELECT status, currency, prices FROM events WHERE id = %s", (hold.event_id,))
-        rows, t = await inventory.fetchall(), await terms.fetchone()
+            inventory = ("UPDATE ga_sections g SET held = g.held + %(n)s, version = g.version + 1 "
+                         "WHERE g.event_id = %(e)s AND g.section = %(s)s AND g.held + g.sold + %(n)s <= g.capacity "
+                         + GA_STATE, {"n": hold.quantity, "e": hold.event_id, "s": hold.section})
+        # A later statement of the same batch, so read with a snapshot taken after the rows were locked.
+        terms = ("SELECT status, currency, prices FROM events WHERE id = %s", (hold.event_id,))
+        rows, found = await self.run(inventory, terms)
+        t = found[0] if found else None
         change = _seats(rows) if hold.seats else _ga(rows)
         return change, SaleTerms(t["status"], t["currency"], t["prices"]) if t else None
 
     async def seat_states(self, event_id: str, seat_ids: list[str]) -> list[SeatChange]:
-        rows = await (await self._execute(
+        rows = await self._execute(
             "SELECT seat_id, status, version FROM seats WHERE event_id = %s AND seat_id = ANY(%s)",
-            (event_id, seat_ids))).fetchall()
+            (event_id, seat_ids))
         return list(_seats(rows).seats)
 
     async def add_hold(self, hold: Hold) -> None:
-        await self._execute(
+        self.queue(
             "INSERT INTO holds (id, event_id, buyer_id, seats, section, quantity, total, currency, status, expires_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (hold.id, hold.event_id, hold.buyer_id, list(hold.seats) if hold.seats else None, hold.section,
@@ -207,15 +233,15 @@ class Repository:
 
     async def claim_expired_holds(self, limit: int) -> list[Hold]:
         """Sweeper: claim up to ``limit`` expired active holds; SKIP LOCKED lets several processes sweep."""
-        rows = await (await self._execute(
+        rows = await self._execute(
             "UPDATE holds SET swept_at = now() WHERE id IN (SELECT id FROM holds WHERE status = 'active' "
             "AND expires_at <= now() AND (swept_at IS NULL OR swept_at < now() - interval '5 seconds') "
-            "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *", (limit,))).fetchall()
+            "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *", (limit,))
         return [_hold(r) for r in rows]
 
     # --- orders ---------------------------------------------------------------------------
     async def add_order(self, order: Order) -> None:
-        await self._execute(
+        self.queue(
             "INSERT INTO orders (id, event_id, buyer_id, hold_id, seats, section, quantity, total, currency, status, "
             "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (order.id, order.event_id, order.buyer_id, order.hold_id, list(order.seats) if order.seats else None,
@@ -232,17 +258,16 @@ class Repository:
         cancelled = ("WITH o AS (UPDATE orders SET status = 'cancelled', cancelled_at = now() "
                      "WHERE id = %(order)s AND status = 'confirmed' RETURNING *) ")
         if order.seats:
-            inventory = await self._execute(
+            rows = await self._execute(
                 cancelled + "UPDATE seats s SET status = 'available', hold_id = NULL, order_id = NULL, "
                 "version = s.version + 1 FROM o WHERE s.event_id = o.event_id AND s.seat_id = ANY(o.seats) "
                 "AND s.order_id = %(order)s AND s.status = 'sold' " + SEAT_CHANGE + ", o.cancelled_at",
                 {"order": order.id})
         else:
-            inventory = await self._execute(
+            rows = await self._execute(
                 cancelled + "UPDATE ga_sections g SET sold = g.sold - o.quantity, version = g.version + 1 FROM o "
                 "WHERE g.event_id = o.event_id AND g.section = o.section " + GA_STATE + ", o.cancelled_at",
                 {"order": order.id})
-        rows = await inventory.fetchall()
         if not rows:
             return None
         done = replace(order, status="cancelled", cancelled_at=rows[0]["cancelled_at"])
@@ -256,24 +281,24 @@ class Repository:
         """
         e = {"event": event.id, "seats": event.venue.layout.seat_ids()}
         release = "UPDATE holds SET status = 'released' WHERE {} RETURNING *"
-        holds = await self._execute(release.format("event_id = %(event)s AND status = 'active'"), e)
-        # Barrier: wait for every in-flight hold/checkout on this event's inventory to finish...
         in_event = "seat_id = ANY(%(seats)s) AND event_id = %(event)s"
-        await self._execute(f"SELECT 1 FROM seats WHERE {in_event} FOR UPDATE", e)
-        await self._execute("SELECT 1 FROM ga_sections WHERE event_id = %(event)s FOR UPDATE", e)
-        # ... then catch holds that committed meanwhile (one being checked out right now is skipped:
-        # its checkout fails on the reset inventory and the sweeper expires it), and every order,
-        # including those checked out meanwhile.
-        late = await self._execute(release.format(
-            "id IN (SELECT id FROM holds WHERE event_id = %(event)s AND status = 'active' FOR UPDATE SKIP LOCKED)"), e)
-        orders = await self._execute("UPDATE orders SET status = 'cancelled', cancelled_at = now() "
-                                     "WHERE event_id = %(event)s AND status = 'confirmed' RETURNING *", e)
-        seats = await self._execute(
-            "UPDATE seats s SET status = 'available', hold_id = NULL, order_id = NULL, version = s.version + 1 "
-            f"WHERE {in_event} AND s.status <> 'available' " + SEAT_CHANGE, e)
-        ga = await self._execute("UPDATE ga_sections g SET held = 0, sold = 0, version = g.version + 1 "
-                                 "WHERE g.event_id = %(event)s AND (g.held > 0 OR g.sold > 0) " + GA_STATE, e)
-        released = [_hold(r) for r in await holds.fetchall() + await late.fetchall()]
-        cancelled = [_order(r) for r in await orders.fetchall()]
-        change = InventoryChange(_seats(await seats.fetchall()).seats, _ga(await ga.fetchall()).ga_sections)
+        holds, _, _, late, orders, seats, ga = await self.run(
+            (release.format("event_id = %(event)s AND status = 'active'"), e),
+            # Barrier: wait for every in-flight hold/checkout on this event's inventory to finish...
+            (f"SELECT 1 FROM seats WHERE {in_event} FOR UPDATE", e),
+            ("SELECT 1 FROM ga_sections WHERE event_id = %(event)s FOR UPDATE", e),
+            # ... then catch holds that committed meanwhile (one being checked out right now is skipped:
+            # its checkout fails on the reset inventory and the sweeper expires it), and every order,
+            # including those checked out meanwhile.
+            (release.format("id IN (SELECT id FROM holds WHERE event_id = %(event)s AND status = 'active' "
+                            "FOR UPDATE SKIP LOCKED)"), e),
+            ("UPDATE orders SET status = 'cancelled', cancelled_at = now() "
+             "WHERE event_id = %(event)s AND status = 'confirmed' RETURNING *", e),
+            ("UPDATE seats s SET status = 'available', hold_id = NULL, order_id = NULL, version = s.version + 1 "
+             f"WHERE {in_event} AND s.status <> 'available' " + SEAT_CHANGE, e),
+            ("UPDATE ga_sections g SET held = 0, sold = 0, version = g.version + 1 "
+             "WHERE g.event_id = %(event)s AND (g.held > 0 OR g.sold > 0) " + GA_STATE, e))
+        released = [_hold(r) for r in holds + late]
+        cancelled = [_order(r) for r in orders]
+        change = InventoryChange(_seats(seats).seats, _ga(ga).ga_sections)
         return released, cancelled, change

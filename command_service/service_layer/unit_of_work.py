@@ -1,4 +1,4 @@
-"""Unit of work: one PostgreSQL transaction (in pipeline mode) plus the domain events it emits.
+"""Unit of work: one PostgreSQL transaction plus the domain events it emits.
 
     async with uow_factory() as uow:
         change, terms = await uow.repo.reserve(hold)
@@ -6,6 +6,9 @@
         await uow.commit()      # outbox rows are written in this same transaction
 
 Leaving the block without ``commit()`` rolls everything back, outbox rows included.
+The connection runs in autocommit mode: ``BEGIN`` is queued in front of the first statement
+and the outbox rows + ``COMMIT`` go in one batch (see adapters/repository.py), so a
+transaction costs one round trip per read plus one for the commit.
 A deadlock or serialization failure surfaces as ``TransientConflict``: the message bus runs the
 handler again.
 """
@@ -34,23 +37,24 @@ class UnitOfWork:
 
     async def __aenter__(self) -> UnitOfWork:
         self._conn = await self._stack.enter_async_context(self._pool.connection())
-        await self._stack.enter_async_context(self._conn.pipeline())
+        if not self._conn.autocommit:
+            await self._conn.set_autocommit(True)
         self.repo = Repository(self._conn)
-        self._committed = False
+        self.repo.queue("BEGIN")
         return self
 
     def emit(self, *events: DomainEvent) -> None:
         self.events.extend(events)
 
     async def commit(self) -> None:
-        await outbox.write(self._conn, self.events)
-        await self._conn.commit()
-        self._committed = True
+        outbox.write(self.repo, self.events)
+        self.repo.queue("COMMIT")
+        await self.repo.run()
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
         try:
-            if not self._committed and not self._conn.closed:
-                await self._conn.rollback()
+            if not self._conn.closed and self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                await self._conn.execute("ROLLBACK")
         except psycopg.Error:
             pass  # a broken connection: the pool discards it
         finally:
