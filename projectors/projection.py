@@ -216,11 +216,11 @@ def new_chunk(event_id: str, section: str, row: str, n: int) -> dict[str, Any]:
 def fold_chunk(chunk: dict[str, Any], changes: list[tuple[Msg, dict[str, Any]]]) -> tuple[dict[str, Any], dict, bool]:
     """Apply seat changes (in log order) to one seat-map chunk; newer version wins per seat.
 
-    Returns (new chunk fields {st, v, p}, prior, changed) where prior[(offset, seat_id)] is the
+    Returns (new chunk fields {st, v, p}, prior, changed) where prior[(topic-partition, offset, seat_id)] is the
     status a seat had right before the change at ``offset`` (for release reasons that do not say).
     """
     st, v, p = list(chunk["st"]), list(chunk["v"]), list(chunk["p"])
-    prior: dict[tuple[int, str], str] = {}
+    prior: dict[tuple[str, int, str], str] = {}
     changed = False
     for msg, ch in changes:
         _, _, n = split_seat(ch["seat_id"])
@@ -229,9 +229,9 @@ def fold_chunk(chunk: dict[str, Any], changes: list[tuple[Msg, dict[str, Any]]])
             st.append("a"), v.append(1), p.append("a")
         new_v, new_s = ch["version"], STATUS_CODE[ch["status"]]
         if v[i] == new_v - 1:
-            prior[(msg.offset, ch["seat_id"])] = CODE_STATUS[st[i]]
+            prior[(msg.tp, msg.offset, ch["seat_id"])] = CODE_STATUS[st[i]]
         elif v[i] == new_v:
-            prior[(msg.offset, ch["seat_id"])] = CODE_STATUS[p[i]]
+            prior[(msg.tp, msg.offset, ch["seat_id"])] = CODE_STATUS[p[i]]
         if new_v > v[i]:
             p[i], st[i], v[i] = st[i], new_s, new_v
             changed = True
@@ -266,7 +266,7 @@ def order_stats(msg: Msg) -> tuple[str, dict[str, int]] | None:
     return None
 
 
-def fold_event_counters(state: dict[str, Any], msgs: list[Msg], prior: dict[tuple[int, str], str],
+def fold_event_counters(state: dict[str, Any], msgs: list[Msg], prior: dict[tuple[str, int, str], str],
                         cancelled_order_seats: set[str] | None = None) -> tuple[dict[str, Any], bool]:
     """Fold an event's inventory/order messages (log order) into its counters and stats.
 
@@ -301,7 +301,7 @@ def fold_event_counters(state: dict[str, Any], msgs: list[Msg], prior: dict[tupl
             elif t == "OrderConfirmed":
                 old = "held"
             else:
-                old = RELEASE_PRIOR.get(d["reason"]) or prior.get((msg.offset, ch["seat_id"])) or (
+                old = RELEASE_PRIOR.get(d["reason"]) or prior.get((msg.tp, msg.offset, ch["seat_id"])) or (
                     "sold" if ch["seat_id"] in sold_by_order else "held")
             if old == new:
                 continue

@@ -266,7 +266,7 @@ class Store:
         if not per_chunk:
             return {}
         self._load_chunks([c for c in per_chunk if c not in self.chunks])
-        prior: dict[tuple[int, str], str] = {}
+        prior: dict[tuple[str, int, str], str] = {}
         for p in self._parallel(lambda kv: self._apply_chunk(kv[0], kv[1]), per_chunk.items()):
             prior.update(p)
         return prior

@@ -71,7 +71,7 @@ def test_seat_chunk_reports_prior_status_for_ambiguous_releases():
     rel = msg(9, "SeatsReleased", {"reason": "event_cancelled",
                                    "seats": seats(("A-1-1", "available", 4), ("A-1-2", "available", 3))})
     new, prior, _ = P.fold_chunk(chunk, [(rel, c) for c in rel.data["seats"]])
-    assert prior == {(9, "A-1-1"): "sold", (9, "A-1-2"): "held"}
+    assert prior == {(rel.tp, 9, "A-1-1"): "sold", (rel.tp, 9, "A-1-2"): "held"}
     # replayed when the seat doc is already at that version: the stored previous status answers
     _, prior2, changed = P.fold_chunk(new, [(rel, c) for c in rel.data["seats"]])
     assert not changed and prior2 == prior
@@ -130,7 +130,8 @@ def test_event_cancellation_uses_prior_statuses():
     rel = [msg(3, "OrderCancelled", {"order": order("o1", "cancelled"), "cancelled_by": "event_cancelled"}),
            msg(4, "SeatsReleased", {"reason": "event_cancelled",
                                     "seats": seats(("A-1-1", "available", 4), ("A-1-2", "available", 3))})]
-    end, _ = counters_after(rel, st, prior={(4, "A-1-1"): "sold", (4, "A-1-2"): "held"})
+    tp = P.tp_name("evently.event", 0)
+    end, _ = counters_after(rel[::-1], st, prior={(tp, 4, "A-1-1"): "sold", (tp, 4, "A-1-2"): "held"})
     assert end["counts"]["A"]["held"] == 0 and end["counts"]["A"]["sold"] == 0
     # without the seat map, the cancelled orders' seats tell which seats were sold
     end2, _ = counters_after(rel, st)
@@ -169,3 +170,26 @@ def test_twenty_thousand_seat_venue_stays_small_per_document():
     assert len(ids) == 20_000 and len(rows) == 400 and max(rows.values()) == 50
     chunk = P.new_chunk(EV, "S0", "1", 1000)  # the largest possible row (1,000 seats)
     assert len(repr(chunk)) < 16_000
+
+
+def test_event_cancel_prior_statuses_do_not_collide_across_partitions():
+    """One batch can hold messages of several partitions at the same offsets: the prior status of a
+    seat released by an event cancellation must be the one of *its* partition's message."""
+    chunk_p0 = P.new_chunk(EV, "A", "1", 2)
+    chunk_p1 = {**P.new_chunk("e2", "A", "1", 2)}
+    # partition 0: A-1-1 sold (v3), then released by event cancellation at offset 7
+    sold = [(msg(5, "SeatsHeld", {"hold": {"id": "h"}, "seats": seats(("A-1-1", "held", 2))}), {"seat_id": "A-1-1", "status": "held", "version": 2}),
+            (msg(6, "OrderConfirmed", {"order": order("o1"), "seats": seats(("A-1-1", "sold", 3))}), {"seat_id": "A-1-1", "status": "sold", "version": 3})]
+    release = msg(7, "SeatsReleased", {"reason": "event_cancelled", "seats": seats(("A-1-1", "available", 4))})
+    _, prior0, _ = P.fold_chunk(chunk_p0, sold + [(release, {"seat_id": "A-1-1", "status": "available", "version": 4})])
+    # partition 1, same offset 7, same seat id on another event: held (v2) then released (v3)
+    other = msg(6, "SeatsHeld", {"hold": {"id": "h2"}, "seats": seats(("A-1-1", "held", 2))}, partition=1)
+    other_release = msg(7, "SeatsReleased", {"reason": "event_cancelled", "seats": seats(("A-1-1", "available", 3))},
+                        partition=1)
+    _, prior1, _ = P.fold_chunk(chunk_p1, [(other, {"seat_id": "A-1-1", "status": "held", "version": 2}),
+                                           (other_release, {"seat_id": "A-1-1", "status": "available", "version": 3})])
+    prior = {**prior0, **prior1}
+    state = P.initial_counters(CREATED)
+    state, _ = P.fold_event_counters({**state, "stats": P.empty_stats(), "wm": {}},
+                                     [sold[0][0], sold[1][0], release], prior)
+    assert state["counts"]["A"]["sold"] == 0 and state["counts"]["A"]["held"] == 0
