@@ -26,7 +26,7 @@ def _service_env() -> dict[str, str]:
     return {**config.service_env(), "PYTHONUNBUFFERED": "1"}
 
 
-POSTGRES = c.Postgres("postgres", ["postgres"], start_timeout=60, )
+POSTGRES = c.Postgres("postgres", ["postgres"], start_timeout=60)
 POSTGRES.health = POSTGRES.health_check
 
 REDIS = c.ProcessComponent(

@@ -15,7 +15,6 @@ import pytest
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from projectors import projection as P
 from projectors.rebuild import replay
 from projectors.store import Store, ensure_indexes
 from projectors.worker import parse
