@@ -49,21 +49,26 @@ def port_holder(port: int) -> str:
         return "unknown process"
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is not alive for our purposes.
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state is [0], start time is [19])."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
+            return f.read().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def start_time(pid: int) -> str | None:
+    fields = _stat(pid)
+    return fields[19] if fields else None
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True for a live, non-zombie process."""
+    if not pid:
+        return False
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def http_ok(url: str) -> bool:
@@ -98,10 +103,13 @@ class Component:
         return [config.port(p) for p in self.port_names]
 
     def pid(self) -> int | None:
+        """The PID from our PID file, if that process is still the one we started: the file also
+        records its start time, so a PID reused after a reboot is never mistaken (or killed)."""
         try:
-            return int(self.pidfile.read_text().split()[0])
-        except (FileNotFoundError, ValueError, IndexError):
+            pid, started = self.pidfile.read_text().split()[:2]
+        except (FileNotFoundError, ValueError):
             return None
+        return int(pid) if start_time(int(pid)) == started else None
 
     def running(self) -> bool:
         return pid_alive(self.pid())
@@ -175,7 +183,7 @@ class ProcessComponent(Component):
             log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
             proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=self.cwd, env={**os.environ, **self.env()}, start_new_session=True)
-        self.pidfile.write_text(f"{proc.pid}\n")
+        self.pidfile.write_text(f"{proc.pid} {start_time(proc.pid)}\n")
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -209,10 +217,14 @@ class Postgres(Component):
         return self.root / "postgres.log"
 
     def pid(self) -> int | None:
+        """PostgreSQL's own postmaster.pid, if that PID is still a postgres process (not a PID
+        reused after an unclean stop)."""
         try:
-            return int((self.datadir / "postmaster.pid").read_text().split()[0])
+            pid = int((self.datadir / "postmaster.pid").read_text().split()[0])
+            comm = pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
         except (FileNotFoundError, ValueError, IndexError, PermissionError):
             return None
+        return pid if comm.startswith("postgres") else None
 
     def _chown(self, path: pathlib.Path) -> None:
         if os.geteuid() == 0:

@@ -45,3 +45,17 @@ def test_generated_kafka_and_connect_configs_bind_loopback_only(monkeypatch, tmp
     connect = dict(line.split("=", 1) for line in components.connect_properties().read_text().splitlines())
     assert connect["listeners"].startswith("http://127.0.0.1:")
     assert connect["config.providers"] == "env"
+
+
+def test_a_pid_file_whose_pid_was_reused_is_not_ours(monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.setattr(config, "STACK", tmp_path)
+    comp = components.ProcessComponent("probe", [])
+    comp.pidfile.write_text(f"{os.getpid()} {components.start_time(os.getpid())}\n")
+    assert comp.pid() == os.getpid() and comp.running()
+    # Same PID, different start time: another process now has that PID.
+    comp.pidfile.write_text(f"{os.getpid()} 1\n")
+    assert comp.pid() is None and not comp.running()
+    comp.pidfile.write_text("garbage\n")
+    assert comp.pid() is None
