@@ -16,5 +16,4 @@ from command_service.domain.events import DomainEvent
 def write(repo: Repository, events: Sequence[DomainEvent]) -> None:
     """Queue one INSERT per event; they go to PostgreSQL in the same batch as the COMMIT."""
     for e in events:
-        repo.queue("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (%s, %s, %s, %s, %s)",
-                   (e.id, e.aggregate_type, e.aggregate_id, e.type, Jsonb(e.envelope())))
+        repo.queue_prepared("ev_outbox", (e.id, e.aggregate_type, e.aggregate_id, e.type, Jsonb(e.envelope())))

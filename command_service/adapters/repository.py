@@ -6,7 +6,9 @@ reads (``add_hold``, ``add_order``, outbox rows, ``BEGIN``) is ``queue``-d and t
 next statement that returns rows, or with COMMIT. A hold is thus two round trips
 (``BEGIN; UPDATE seats; SELECT terms`` and ``INSERT hold; INSERT outbox; COMMIT``), a checkout
 too, each one send and one receive. Every statement still gets its own snapshot (READ COMMITTED),
-and a failing statement aborts the transaction and the rest of its batch.
+and a failing statement aborts the transaction and the rest of its batch. The hot statements of a
+hold and a checkout (``PREPARED``) are PREPAREd once per connection (in front of its first batch)
+and travel as ``EXECUTE name(<literals>)``, so PostgreSQL does not parse and plan them every time.
 
 Inventory arbitration lives here. The rules (README.md "PostgreSQL is the arbiter"):
 
@@ -26,6 +28,8 @@ Inventory arbitration lives here. The rules (README.md "PostgreSQL is the arbite
 """
 from __future__ import annotations
 
+import re
+import weakref
 from dataclasses import replace
 from typing import Any
 
@@ -62,23 +66,73 @@ def _order(r: dict[str, Any]) -> Order:
 
 Rows = list[dict[str, Any]]
 
+# Hot statements (a hold, a checkout, an outbox row), PREPAREd once per connection: a batch sends
+# ``EXECUTE name(<literals>)`` instead of the statement text, so PostgreSQL neither parses nor (once
+# it settles on a generic plan) plans them again. Parameter types are inferred from the statement.
+END_HOLD_SQL = (
+    "WITH h AS (UPDATE holds SET status = {status} WHERE id = {hold} AND status = 'active'{buyer} RETURNING *), "
+    "s AS (UPDATE seats s SET {seat_set}, version = s.version + 1 FROM h WHERE s.seat_id = ANY(h.seats) "
+    "AND s.event_id = h.event_id AND s.hold_id = h.id AND s.status = 'held' " + SEAT_CHANGE + "), "
+    "g AS (UPDATE ga_sections g SET held = g.held - h.quantity{ga_sold}, version = g.version + 1 FROM h "
+    "WHERE g.event_id = h.event_id AND g.section = h.section AND g.held >= h.quantity " + GA_STATE + ") "
+    "SELECT h.*, (SELECT coalesce(json_agg(s), '[]') FROM s) AS seat_rows, "
+    "(SELECT coalesce(json_agg(g), '[]') FROM g) AS ga_rows FROM h")
+PREPARED = {
+    "ev_reserve_seats": "UPDATE seats s SET status = 'held', hold_id = $1, version = s.version + 1 "
+                        "WHERE s.event_id = $2 AND s.seat_id = ANY($3) AND s.status = 'available' " + SEAT_CHANGE,
+    "ev_reserve_ga": "UPDATE ga_sections g SET held = g.held + $1, version = g.version + 1 "
+                     "WHERE g.event_id = $2 AND g.section = $3 AND g.held + g.sold + $1 <= g.capacity " + GA_STATE,
+    "ev_sale_terms": "SELECT status, currency, prices FROM events WHERE id = $1",
+    "ev_add_hold": "INSERT INTO holds (id, event_id, buyer_id, seats, section, quantity, total, currency, status, "
+                   "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    "ev_checkout": END_HOLD_SQL.format(status="'converted'", hold="$1", buyer=" AND buyer_id = $2 AND expires_at > now()",
+                                       seat_set="status = 'sold', order_id = $3", ga_sold=", sold = g.sold + h.quantity"),
+    "ev_add_order": "INSERT INTO orders (id, event_id, buyer_id, hold_id, seats, section, quantity, total, currency, "
+                    "status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    "ev_outbox": "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES ($1, $2, $3, $4, $5)",
+    "ev_sale_info": "SELECT e.status, v.sections FROM events e JOIN venues v ON v.id = e.venue_id WHERE e.id = $1",
+}
+PREPARE_ALL = [f"PREPARE {name} AS {sql}" for name, sql in PREPARED.items()]
+EXECUTE = {name: f"EXECUTE {name}(" + ", ".join(["%s"] * max(int(n) for n in re.findall(r"\$(\d+)", sql))) + ")"
+           for name, sql in PREPARED.items()}
+
 
 class Repository:
     """Needs an autocommit connection: the unit of work queues BEGIN and sends COMMIT/ROLLBACK itself."""
+
+    _prepared: weakref.WeakSet[AsyncConnection] = weakref.WeakSet()  # connections that have PREPARED
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self._cur = AsyncClientCursor(conn, row_factory=dict_row)
         self._pending: list[str] = []
+        self._prepare = conn not in self._prepared
+
+    @classmethod
+    def forget_prepared(cls, conn: AsyncConnection) -> None:
+        """The session lost its prepared statements (DEALLOCATE ALL): PREPARE again on next use."""
+        cls._prepared.discard(conn)
+
+    def queue_prepared(self, name: str, params: Any) -> None:
+        """``queue`` for one of the PREPARED statements."""
+        self._pending.append(self._cur.mogrify(EXECUTE[name], params))
+
+    def prepared(self, name: str, params: Any) -> tuple[str, Any]:
+        """A ``run`` statement for one of the PREPARED statements."""
+        return EXECUTE[name], params
 
     def queue(self, sql: str, params: Any = None) -> None:
         """A statement whose result is not needed: sent with the next batch (a read, or COMMIT)."""
-        self._pending.append(self._cur.mogrify(sql, params))
+        self._pending.append(sql if params is None else self._cur.mogrify(sql, params))
 
     async def run(self, *statements: tuple[str, Any]) -> list[Rows]:
         """Send the queued statements plus ``statements`` in one round trip; the rows of each of ``statements``."""
         batch = self._pending + [self._cur.mogrify(sql, params) for sql, params in statements]
         self._pending = []
+        if self._prepare:  # first batch on this connection: PREPARE the hot statements in front of it
+            batch[:0] = PREPARE_ALL  # not transactional: a later failure in this batch does not undo them
+            self._prepare = False
+            self._prepared.add(self.conn)
         await self._cur.execute(";\n".join(batch))  # no params: sent as is, multi-statement
         for _ in range(len(batch) - len(statements)):  # skip the queued statements' results
             self._cur.nextset()
@@ -160,8 +214,7 @@ class Repository:
              event.status, event.version, event.updated_at, event.id))
 
     async def sale_info(self, event_id: str) -> SaleInfo | None:
-        r = await self._one("SELECT e.status, v.sections FROM events e JOIN venues v ON v.id = e.venue_id "
-                            "WHERE e.id = %s", (event_id,))
+        r = await self._one(*self.prepared("ev_sale_info", (event_id,)))
         return SaleInfo(event_id, r["status"], Layout.from_json(r["sections"])) if r else None
 
     # --- holds ----------------------------------------------------------------------------
@@ -171,15 +224,11 @@ class Repository:
         Also returns the event's sale terms, read after the inventory rows are locked.
         """
         if hold.seats:
-            inventory = ("UPDATE seats s SET status = 'held', hold_id = %s, version = s.version + 1 "
-                         "WHERE s.event_id = %s AND s.seat_id = ANY(%s) AND s.status = 'available' " + SEAT_CHANGE,
-                         (hold.id, hold.event_id, list(hold.seats)))
+            inventory = self.prepared("ev_reserve_seats", (hold.id, hold.event_id, list(hold.seats)))
         else:
-            inventory = ("UPDATE ga_sections g SET held = g.held + %(n)s, version = g.version + 1 "
-                         "WHERE g.event_id = %(e)s AND g.section = %(s)s AND g.held + g.sold + %(n)s <= g.capacity "
-                         + GA_STATE, {"n": hold.quantity, "e": hold.event_id, "s": hold.section})
+            inventory = self.prepared("ev_reserve_ga", (hold.quantity, hold.event_id, hold.section))
         # A later statement of the same batch, so read with a snapshot taken after the rows were locked.
-        terms = ("SELECT status, currency, prices FROM events WHERE id = %s", (hold.event_id,))
+        terms = self.prepared("ev_sale_terms", (hold.event_id,))
         rows, found = await self.run(inventory, terms)
         t = found[0] if found else None
         change = _seats(rows) if hold.seats else _ga(rows)
@@ -192,9 +241,8 @@ class Repository:
         return list(_seats(rows).seats)
 
     async def add_hold(self, hold: Hold) -> None:
-        self.queue(
-            "INSERT INTO holds (id, event_id, buyer_id, seats, section, quantity, total, currency, status, expires_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        self.queue_prepared(
+            "ev_add_hold",
             (hold.id, hold.event_id, hold.buyer_id, list(hold.seats) if hold.seats else None, hold.section,
              hold.quantity, hold.total, hold.currency, hold.status, hold.expires_at))
 
@@ -211,21 +259,12 @@ class Repository:
         Returns (None, empty change) when the hold was not active (or not the buyer's, or expired).
         The hold row is locked first, then the inventory rows (lock order).
         """
-        sold = status == "converted"
-        row = await self._one(
-            "WITH h AS (UPDATE holds SET status = %(status)s WHERE id = %(hold)s AND status = 'active'"
-            + (" AND buyer_id = %(buyer)s AND expires_at > now()" if sold else "") + " RETURNING *), "
-            "s AS (UPDATE seats s SET "
-            + ("status = 'sold', order_id = %(order)s" if sold else "status = 'available', hold_id = NULL")
-            + ", version = s.version + 1 FROM h WHERE s.seat_id = ANY(h.seats) AND s.event_id = h.event_id "
-            "AND s.hold_id = h.id AND s.status = 'held' " + SEAT_CHANGE + "), "
-            "g AS (UPDATE ga_sections g SET held = g.held - h.quantity"
-            + (", sold = g.sold + h.quantity" if sold else "")
-            + ", version = g.version + 1 FROM h WHERE g.event_id = h.event_id AND g.section = h.section "
-            "AND g.held >= h.quantity " + GA_STATE + ") "
-            "SELECT h.*, (SELECT coalesce(json_agg(s), '[]') FROM s) AS seat_rows, "
-            "(SELECT coalesce(json_agg(g), '[]') FROM g) AS ga_rows FROM h",
-            {"status": status, "hold": hold_id, "buyer": buyer_id, "order": order_id})
+        if status == "converted":
+            row = await self._one(*self.prepared("ev_checkout", (hold_id, buyer_id, order_id)))
+        else:
+            row = await self._one(END_HOLD_SQL.format(
+                status="%(status)s", hold="%(hold)s", buyer="", seat_set="status = 'available', hold_id = NULL",
+                ga_sold=""), {"status": status, "hold": hold_id})
         if row is None:
             return None, InventoryChange()
         change = InventoryChange(_seats(row["seat_rows"]).seats, _ga(row["ga_rows"]).ga_sections)
@@ -241,9 +280,8 @@ class Repository:
 
     # --- orders ---------------------------------------------------------------------------
     async def add_order(self, order: Order) -> None:
-        self.queue(
-            "INSERT INTO orders (id, event_id, buyer_id, hold_id, seats, section, quantity, total, currency, status, "
-            "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        self.queue_prepared(
+            "ev_add_order",
             (order.id, order.event_id, order.buyer_id, order.hold_id, list(order.seats) if order.seats else None,
              order.section, order.quantity, order.total, order.currency, order.status, order.created_at))
 

@@ -8,7 +8,9 @@
 Leaving the block without ``commit()`` rolls everything back, outbox rows included.
 The connection runs in autocommit mode: ``BEGIN`` is queued in front of the first statement
 and the outbox rows + ``COMMIT`` go in one batch (see adapters/repository.py), so a
-transaction costs one round trip per read plus one for the commit.
+transaction costs one round trip per read plus one for the commit. Hot statements are
+``EXECUTE``s of statements PREPAREd once per connection; if the session lost them, the unit of
+work raises ``TransientConflict`` and the next attempt prepares them again.
 A deadlock or serialization failure surfaces as ``TransientConflict``: the message bus runs the
 handler again.
 """
@@ -60,4 +62,9 @@ class UnitOfWork:
         finally:
             await self._stack.__aexit__(exc_type, exc, tb)
         if isinstance(exc, psycopg.errors.TransactionRollback):
+            raise TransientConflict(str(exc)) from exc
+        if isinstance(exc, psycopg.errors.InvalidSqlStatementName):
+            # The session lost our prepared statements (e.g. psycopg sent DEALLOCATE ALL): PREPARE
+            # them again on the next batch and run the handler again.
+            Repository.forget_prepared(self._conn)
             raise TransientConflict(str(exc)) from exc
