@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # Command service (see command_service/README.md)
-    command_workers: int = 1              # N processes sharing the port with SO_REUSEPORT
+    command_workers: int = 2              # N processes sharing the port with SO_REUSEPORT (2 = one per core here)
     hold_ttl_seconds: float = 600.0       # hold lifetime = Redis seat-lock TTL
     sweep_interval_seconds: float = 0.5   # how often the hold sweeper looks for expired holds
     max_body_bytes: int = 1_048_576       # larger request bodies get 413
