@@ -63,6 +63,19 @@ def ensure_indexes(db: Database) -> None:
     db.waitlist.create_index([("event_id", ASCENDING), ("position", ASCENDING)])
 
 
+
+def insert_new(collection, docs: list[dict[str, Any]]) -> set[int]:
+    """Insert documents that may already exist (unordered ``insert_many``, fast on FerretDB).
+    Returns the indexes of those that did (duplicate key); any other write error is raised."""
+    try:
+        collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != 11000 for e in errors):
+            raise
+        return {e["index"] for e in errors}
+    return set()
+
 class Store:
     def __init__(self, db: Database, redis: Any = None, *, threads: int = 8, feed_maxlen: int = 10_000,
                  on_feed: Callable[[Msg, float], None] | None = None) -> None:
@@ -149,15 +162,7 @@ class Store:
             return []
         if self.memory_claims is not None:
             return self._claim_in_memory(msgs)
-        docs = [{"_id": m.id, "at": m.position} for m in msgs]
-        dup_idx: list[int] = []
-        try:
-            self.db.applied.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            for err in exc.details.get("writeErrors", []):
-                if err.get("code") != 11000:
-                    raise
-                dup_idx.append(err["index"])
+        dup_idx = insert_new(self.db.applied, [{"_id": m.id, "at": m.position} for m in msgs])
         if not dup_idx:
             return msgs
         ids = list({msgs[i].id for i in dup_idx})
@@ -185,11 +190,7 @@ class Store:
             if (m.kafka_ms or 0) >= self.persist_claims_after_ms:
                 persist.append({"_id": m.id, "at": m.position})
         if persist:
-            try:
-                self.db.applied.insert_many(persist, ordered=False)
-            except BulkWriteError as exc:
-                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                    raise
+            insert_new(self.db.applied, persist)
         return out
 
     # ------------------------------------------------------------------ venues and event lifecycle
@@ -242,13 +243,7 @@ class Store:
         rows = P.seat_rows(d.get("seats", []))
         if rows:
             chunks = [P.new_chunk(event_id, sec, row, n) for (sec, row), n in rows.items()]
-            failed: set[int] = set()
-            try:
-                self.db.seatmap.insert_many(chunks, ordered=False)
-            except BulkWriteError as exc:
-                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                    raise
-                failed = {e["index"] for e in exc.details.get("writeErrors", [])}
+            failed = insert_new(self.db.seatmap, chunks)
             for i, c in enumerate(chunks):
                 if i not in failed:  # only what we inserted is known to be current
                     self.chunks[c["_id"]] = {k: c[k] for k in ("st", "v", "p", "cv")}
@@ -256,7 +251,7 @@ class Store:
                                      "v": d.get("version", 1)}
 
     # ------------------------------------------------------------------ seat map
-    def apply_seats(self, msgs: list[Msg]) -> dict[tuple[int, str], str]:
+    def apply_seats(self, msgs: list[Msg]) -> dict[tuple[str, int, str], str]:
         """Seat changes -> seat-map chunks (one CAS update per touched chunk). Returns prior statuses."""
         per_chunk: dict[str, list[tuple[Msg, dict[str, Any]]]] = defaultdict(list)
         for m in msgs:
@@ -309,14 +304,7 @@ class Store:
         for oid, doc in orders.items():
             doc["event"] = self._event_info(doc["event_id"])
         docs = [{"_id": oid, **doc} for oid, doc in orders.items()]
-        dup: list[dict[str, Any]] = []
-        try:
-            self.db.orders.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            for err in exc.details.get("writeErrors", []):
-                if err.get("code") != 11000:
-                    raise
-                dup.append(docs[err["index"]])
+        dup = [docs[i] for i in sorted(insert_new(self.db.orders, docs))]
 
         def upgrade(doc: dict[str, Any]) -> None:
             oid = doc.pop("_id")
