@@ -164,13 +164,14 @@ async def cancel_event(cmd: commands.CancelEvent, svc: Services) -> Event:
             await uow.repo.save_event(event)
             uow.emit(EventCancelled.of(event))
         holds, orders, change = await uow.repo.cancel_event_inventory(event)
+        parts = change.chunks(RELEASE_CHUNK)
         uow.emit(*(OrderCancelled.of(o, "event_cancelled") for o in orders))
-        uow.emit(*(SeatsReleased.of(event.id, "event_cancelled", part) for part in change.chunks(RELEASE_CHUNK)))
+        uow.emit(*(SeatsReleased.of(event.id, "event_cancelled", part) for part in parts))
         await uow.commit()
     svc.catalog.forget(event.id)
     metrics.ORDER_CANCELLATIONS.labels("event_cancelled").inc(len(orders))
     metrics.HOLDS_ENDED.labels("event_cancelled").inc(len(holds))
-    for part in change.chunks(RELEASE_CHUNK):
+    for part in parts:
         await _best_effort(event.id, svc.locks.settle(event.id, part.seats))
     for h in holds:
         if h.seats:
