@@ -71,6 +71,7 @@ def test_outbox_row_reaches_the_query_service(settings, pg):
     assert body["id"] == event_id
     assert body["title"] == "Walking skeleton"
     assert body["category"] == "music"
+    assert not {"wm", "cv", "created_by_event"} & body.keys()  # projector bookkeeping stays internal
 
 
 def test_unknown_event_is_a_contract_404(settings):
