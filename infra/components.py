@@ -28,7 +28,7 @@ from infra.progress import StepFailed, say, wait_for
 PG_BIN = pathlib.Path(os.environ.get("EVENTLY_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
-def _dir(key: str) -> pathlib.Path:
+def ensure_dir(key: str) -> pathlib.Path:
     d = config.paths()[key]
     d.mkdir(parents=True, exist_ok=True)
     return d
@@ -92,11 +92,11 @@ class Component:
 
     @property
     def log(self) -> pathlib.Path:
-        return _dir("logs") / f"{self.name}.log"
+        return ensure_dir("logs") / f"{self.name}.log"
 
     @property
     def pidfile(self) -> pathlib.Path:
-        return _dir("run") / f"{self.name}.pid"
+        return ensure_dir("run") / f"{self.name}.pid"
 
     @property
     def ports(self) -> list[int]:
@@ -213,7 +213,7 @@ class Postgres(Component):
 
     @property
     def log(self) -> pathlib.Path:
-        _dir("logs")
+        ensure_dir("logs")
         return self.root / "postgres.log"
 
     def pid(self) -> int | None:
@@ -303,7 +303,7 @@ def java_argv(main: str, *args: str, heap: str, libs: pathlib.Path, name: str) -
     java = shutil.which("java") or "java"
     return [java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={config.ROOT / 'infra' / 'conf' / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={_dir('logs')}", f"-Devently.component={name}",
+            f"-Dkafka.logs.dir={ensure_dir('logs')}", f"-Devently.component={name}",
             "-cp", f"{libs}/*", main, *args]
 
 
@@ -332,7 +332,7 @@ def kafka_properties() -> pathlib.Path:
         "num.network.threads": "2",
         "num.io.threads": "4",
     }
-    path = _dir("conf") / "kafka.properties"
+    path = ensure_dir("conf") / "kafka.properties"
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     return path
 
@@ -382,7 +382,7 @@ def connect_properties() -> pathlib.Path:
         "config.providers": "env",
         "config.providers.env.class": "org.apache.kafka.common.config.provider.EnvVarConfigProvider",
     }
-    path = _dir("conf") / "connect-distributed.properties"
+    path = ensure_dir("conf") / "connect-distributed.properties"
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     return path
 

@@ -32,7 +32,7 @@ POSTGRES.health = POSTGRES.health_check
 REDIS = c.ProcessComponent(
     "redis", ["redis"], start_timeout=30,
     argv=lambda: ["redis-server", "--bind", config.HOST, "--port", str(config.port("redis")),
-                  "--dir", str(c._dir("data") / "redis"), "--appendonly", "yes", "--appendfsync", "everysec",
+                  "--dir", str(c.ensure_dir("data") / "redis"), "--appendonly", "yes", "--appendfsync", "everysec",
                   "--save", "", "--protected-mode", "yes", "--daemonize", "no", "--maxclients", "20000"],
     setup=lambda: (config.STACK / "data" / "redis").mkdir(parents=True, exist_ok=True),
 )
