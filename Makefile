@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@echo "==> python: creating $(VENV) and installing pinned dependencies"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[test]'
+	@$(PY) -m pip install -q -e '.[test,load]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -35,10 +35,12 @@ reset: venv
 	@$(PY) -m infra.stack reset
 
 # Brings the whole stack up, runs unit + integration + e2e tests against it, tears it down
-# (KEEP_STACK=1 leaves it running).
+# (KEEP_STACK=1 leaves it running). The browser e2e test needs Chromium + playwright-core:
+# `infra.install browser` installs them when missing.
 # The teardown's output goes to .stack/logs/down.log (shown only if it fails), so pytest's
 # summary stays the last line.
 test: venv
+	@$(PY) -m infra.install browser
 	@$(PY) -m infra.stack up || { $(PY) -m infra.stack down; exit 1; }
 	@$(PY) -m infra.stack exec -- $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ -z "$(KEEP_STACK)" ]; then \

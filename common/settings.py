@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     redis_pool_size: int = 64             # Redis connections per process
     event_cache_seconds: float = 1.0      # how long an on-sale event's layout/status is cached in-process
 
+    # Query service (see query_service/README.md)
+    query_workers: int = 2                # uvicorn worker processes (each has its own shared stream readers)
+    query_uvloop: bool = True             # uvloop + httptools under uvicorn
+    query_cache_seconds: float = 0.5      # public GET responses are micro-cached this long per process
+    query_mongo_pool_size: int = 50
+    query_redis_pool_size: int = 2000     # stream readers hold one connection each while blocked in XREAD
+    sse_queue_size: int = 256             # frames buffered per SSE client; a client that falls further behind is dropped
+    sse_ping_seconds: float = 10.0        # heartbeat comment interval (CONTRACT: at most 15 s)
+    sse_send_timeout_seconds: float = 10.0  # a client that does not take a frame for this long is disconnected
+
 
 @lru_cache
 def get_settings() -> Settings:

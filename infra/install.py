@@ -4,24 +4,31 @@
 - Kafka broker + Kafka Connect, and the Debezium PostgreSQL connector: jars resolved by mvn from
   Maven Central (infra/maven/*.xml) into .stack/cache.
 - FerretDB: source from the Go module proxy, built with the local Go toolchain into .stack/cache/bin.
+- The browser test's tools (``python -m infra.install browser``, run by ``make test``): Chromium from
+  Debian's apt, and playwright-core (pinned in tests/e2e/browser/package-lock.json) from the npm registry.
 
 Each step is skipped when its output is already there, so a warm ``make up`` installs nothing.
 A failed step says which registry route failed and shows the tail of its log.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 from infra import config
-from infra.progress import StepFailed, run_step
+from infra.progress import StepFailed, run_step, say
 
 CACHE = config.STACK / "cache"
 KAFKA_LIBS = CACHE / f"kafka-{config.KAFKA_VERSION}" / "libs"
 CONNECT_PLUGINS = CACHE / f"connect-plugins-{config.DEBEZIUM_VERSION}"
 FERRETDB_BIN = CACHE / "bin" / f"ferretdb-{config.FERRETDB_VERSION}"
 MAVEN = config.ROOT / "infra" / "maven"
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_TEST_DIR = config.ROOT / "tests" / "e2e" / "browser"
 
 
 def ensure_all() -> None:
@@ -106,3 +113,57 @@ def ensure_ferretdb() -> None:
     run_step("go: building FerretDB (first run only, ~1-2 min)",
              [go, "build", "-trimpath", "-o", str(FERRETDB_BIN), "./cmd/ferretdb"], log,
              route="Go module proxy (FerretDB dependencies) + local go build", env=env, cwd=src)
+
+
+def ensure_chromium() -> None:
+    if os.path.exists(CHROMIUM):
+        return
+    if os.geteuid() != 0:
+        raise StepFailed("chromium is missing and installing it needs root: run `sudo apt-get install chromium`")
+    log = CACHE / "logs" / "apt-chromium.log"
+    run_step("apt: updating package lists", ["apt-get", "update"], log,
+             route="Debian apt (apt-get update)")
+    run_step("apt: installing chromium (browser test)",
+             ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "fonts-dejavu-core"],
+             log, route="Debian apt (chromium)", env={"DEBIAN_FRONTEND": "noninteractive"})
+
+
+def ensure_playwright() -> None:
+    """``npm ci`` of tests/e2e/browser (playwright-core only; it drives Debian's Chromium, downloads no browser)."""
+    pinned = json.loads((BROWSER_TEST_DIR / "package.json").read_text())["dependencies"]["playwright-core"]
+    installed = BROWSER_TEST_DIR / "node_modules" / "playwright-core" / "package.json"
+    if installed.exists() and json.loads(installed.read_text()).get("version") == pinned:
+        return
+    node = _need("node", "install Node.js >= 20 with npm")
+    major = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip().lstrip("v").split(".")[0]
+    if not major.isdigit() or int(major) < 20:
+        raise StepFailed(f"playwright-core {pinned} needs Node.js >= 20; {node} is v{major}")
+    npm = _need("npm", "install npm (it comes with Node.js)")
+    run_step(f"npm: installing playwright-core {pinned} into {BROWSER_TEST_DIR.relative_to(config.ROOT)}",
+             [npm, "ci", "--no-audit", "--no-fund"], CACHE / "logs" / "npm-browser.log",
+             route="npm registry (playwright-core)", cwd=BROWSER_TEST_DIR,
+             env={"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
+
+
+def ensure_browser() -> None:
+    (CACHE / "logs").mkdir(parents=True, exist_ok=True)
+    ensure_chromium()
+    ensure_playwright()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m infra.install", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["stack", "browser"],
+                   help="stack: what `make up` needs; browser: what the browser e2e test needs")
+    args = p.parse_args(argv)
+    try:
+        {"stack": ensure_all, "browser": ensure_browser}[args.what]()
+    except StepFailed as e:
+        say(f"\nERROR: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -361,6 +361,34 @@ def fold_orders(msgs: list[Msg]) -> dict[str, dict[str, Any]]:
     return out
 
 
+# Buyer notifications (query service: GET /api/v1/me/notifications/stream): outbox type -> SSE event name.
+NOTIFICATION_TYPES = {"OrderConfirmed": "order_confirmed", "OrderCancelled": "order_cancelled",
+                      "WaitlistOffered": "waitlist_offer", "OfferExpired": "offer_expired"}
+ORDER_FIELDS = ("id", "event_id", "status", "seats", "section", "quantity", "total", "currency", "created_at",
+                "cancelled_at")
+
+
+def notification(msg: Msg) -> tuple[str, str, dict[str, Any]] | None:
+    """(buyer id, SSE event name, frame data) for a message a buyer is told about, else None."""
+    kind = NOTIFICATION_TYPES.get(msg.type)
+    if kind is None:
+        return None
+    data: dict[str, Any] = {"id": msg.id, "type": kind, "occurred_at": msg.env.get("occurred_at")}
+    if msg.type in ("OrderConfirmed", "OrderCancelled"):
+        order = msg.data["order"]
+        buyer = order.get("buyer_id")
+        data["order"] = {k: order[k] for k in ORDER_FIELDS if k in order}
+        if msg.type == "OrderCancelled":
+            data["reason"] = msg.data.get("reason")
+    else:  # waitlist events carry the entry (issue 6)
+        entry = msg.data.get("entry") or {}
+        buyer = entry.get("buyer_id")
+        data["entry"] = entry
+        if msg.data.get("offer"):
+            data["offer"] = msg.data["offer"]
+    return (buyer, kind, data) if isinstance(buyer, str) else None
+
+
 @dataclass
 class FeedEntry:
     event_id: str

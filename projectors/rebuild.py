@@ -43,6 +43,7 @@ def replay(settings: Settings, db, *, feed: bool, batch_size: int = 20_000, thre
     # persists only recent claims (what Debezium could still re-send to the live worker).
     proj.store.memory_claims = {}
     proj.store.persist_claims_after_ms = (time.time() - settings.projector_claim_window_s) * 1000
+    proj.store.notify = False  # history is replayed, not told to buyers again
     if not feed:
         proj.store.redis = None
     try:

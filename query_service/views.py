@@ -1,18 +1,234 @@
-"""Read-side views: plain functions that turn read-model documents into API shapes."""
+"""Read-side views: plain functions from the read models (projectors/README.md) to API shapes.
+
+Each function takes the database (and Redis for the feed position) and returns JSON-ready data or
+``None`` when the thing does not exist. No HTTP here: app.py does parsing, auth and caching.
+"""
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from query_service.feed import ZERO
 
 # Projector bookkeeping (projectors/README.md): never part of an API response.
 BOOKKEEPING = {"created_by_event": 0, "wm": 0, "cv": 0}
+PUBLIC_STATUSES = ("on_sale", "cancelled")  # drafts are the organizer's own business
+SEAT_STATUS = {"a": "available", "h": "held", "s": "sold"}
+LIST_FIELDS = {"title": 1, "category": 1, "venue": 1, "starts_at": 1, "status": 1, "currency": 1,
+               "price_min": 1, "price_max": 1, "capacity": 1, "available": 1}
+
+
+def _ratio(n: float, d: float) -> float:
+    return round(n / d, 4) if d else 0.0
+
+
+async def ensure_indexes(db: AsyncDatabase) -> None:
+    """The indexes the list and lookups below need (the projector creates the same; both are idempotent)."""
+    await db.events.create_index([("status", ASCENDING), ("starts_at", ASCENDING)])
+    await db.events.create_index([("category", ASCENDING)])
+    await db.events.create_index([("venue.city", ASCENDING)])
+    await db.events.create_index([("sold", DESCENDING)])
+    await db.seatmap.create_index([("event_id", ASCENDING)])
+    await db.orders.create_index([("buyer_id", ASCENDING), ("created_at", DESCENDING)])
+    await db.waitlist.create_index([("buyer_id", ASCENDING), ("created_at", DESCENDING)])
+
+
+def list_filter(q: str | None, category: str | None, city: str | None, starts_after: str | None,
+                starts_before: str | None, status: str | None) -> dict[str, Any]:
+    flt: dict[str, Any] = {"status": status if status else {"$in": list(PUBLIC_STATUSES)}}
+    if q:
+        # FerretDB 1.24 has no $text: a case-insensitive substring match on the title.
+        flt["title"] = {"$regex": re.escape(q), "$options": "i"}
+    if category:
+        flt["category"] = category
+    if city:
+        flt["venue.city"] = city
+    when: dict[str, str] = {}
+    if starts_after:
+        when["$gte"] = starts_after
+    if starts_before:
+        when["$lt"] = starts_before
+    if when:
+        flt["starts_at"] = when
+    return flt
+
+
+async def event_list(db: AsyncDatabase, flt: dict[str, Any], page: int, page_size: int) -> dict[str, Any]:
+    total = await db.events.count_documents(flt)
+    items = []
+    if total > (page - 1) * page_size:
+        cursor = db.events.find(flt, LIST_FIELDS).sort([("starts_at", ASCENDING), ("_id", ASCENDING)]) \
+            .skip((page - 1) * page_size).limit(page_size)
+        async for doc in cursor:
+            doc["id"] = doc.pop("_id")
+            venue = doc.get("venue") or {}
+            doc["venue"] = {"name": venue.get("name"), "city": venue.get("city")}
+            items.append(doc)
+    return {"items": items, "page": page, "page_size": page_size, "total": total}
+
+
+def _sections(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    counts = doc.get("counts") or {}
+    out = []
+    for s in doc.get("sections") or []:
+        c = counts.get(s["code"]) or {}
+        capacity = c.get("capacity", s.get("capacity", 0))
+        out.append({"code": s["code"], "name": s.get("name"), "kind": s.get("kind"), "capacity": capacity,
+                    "available": c.get("available", capacity), "held": c.get("held", 0), "sold": c.get("sold", 0),
+                    "price": (doc.get("prices") or {}).get(s["code"], s.get("price"))})
+    return out
+
+
+async def _event(db: AsyncDatabase, event_id: str, projection: dict | None = None) -> dict[str, Any] | None:
+    return await db.events.find_one({"_id": event_id}, projection or BOOKKEEPING)
 
 
 async def event_detail(db: AsyncDatabase, event_id: str) -> dict[str, Any] | None:
-    doc = await db.events.find_one({"_id": event_id}, BOOKKEEPING)
+    doc = await _event(db, event_id)
+    if doc is None or doc.get("status") not in PUBLIC_STATUSES:
+        return None
+    return {
+        "id": doc["_id"], "title": doc.get("title"), "description": doc.get("description"),
+        "category": doc.get("category"), "venue": doc.get("venue"), "starts_at": doc.get("starts_at"),
+        "ends_at": doc.get("ends_at"), "status": doc.get("status"), "currency": doc.get("currency"),
+        "capacity": doc.get("capacity", 0), "available": doc.get("available", doc.get("capacity", 0)),
+        "held": doc.get("held", 0), "sold": doc.get("sold", 0),
+        "price_min": doc.get("price_min"), "price_max": doc.get("price_max"),
+        "sections": _sections(doc), "version": doc.get("version"), "updated_at": doc.get("updated_at"),
+    }
+
+
+async def seat_map(db: AsyncDatabase, redis: Any, event_id: str) -> dict[str, Any] | None:
+    # The feed position first, then the seats: a change after the position is replayed by the
+    # stream (statuses are absolute), so the pair is never behind the stream.
+    tip = await redis.xrevrange(f"feed:{event_id}", "+", "-", count=1)
+    last_event_id = (tip[0][0].decode() if isinstance(tip[0][0], bytes) else tip[0][0]) if tip else ZERO
+    doc = await _event(db, event_id, {"status": 1, "prices": 1, "sections": 1, "counts": 1})
+    if doc is None or doc.get("status") not in PUBLIC_STATUSES:
+        return None
+    prices = doc.get("prices") or {}
+    seats = []
+    rows = await db.seatmap.find({"event_id": event_id}, {"section": 1, "row": 1, "st": 1}).to_list(None)
+    order = {s["code"]: i for i, s in enumerate(doc.get("sections") or [])}
+    rows.sort(key=lambda r: (order.get(r["section"], 1 << 30), _row_key(r["row"])))
+    for r in rows:
+        sec, row, price = r["section"], r["row"], prices.get(r["section"])
+        for n, st in enumerate(r["st"], start=1):
+            seats.append({"id": f"{sec}-{row}-{n}", "section": sec, "row": row, "number": n,
+                          "status": SEAT_STATUS.get(st, st), "price": price})
+    ga = [{"section": s["code"], "available": s["available"], "held": s["held"], "sold": s["sold"],
+           "capacity": s["capacity"], "price": s["price"]} for s in _sections(doc) if s["kind"] == "ga"]
+    return {"event_id": event_id, "seats": seats, "general_admission": ga, "last_event_id": last_event_id}
+
+
+def _row_key(label: str) -> tuple[int, Any]:
+    return (0, int(label)) if label.isdigit() else (1, label)
+
+
+def _order(doc: dict[str, Any]) -> dict[str, Any]:
+    ev = doc.get("event") or {}
+    out = {"id": doc["_id"], "event": {"id": ev.get("id", doc.get("event_id")), "title": ev.get("title"),
+                                       "starts_at": ev.get("starts_at")},
+           "status": doc.get("status"), "total": doc.get("total"), "currency": doc.get("currency"),
+           "created_at": doc.get("created_at")}
+    if "section" in doc:
+        out.update(section=doc["section"], quantity=doc.get("quantity"))
+    else:
+        out["seats"] = doc.get("seats", [])
+    if doc.get("cancelled_at"):
+        out["cancelled_at"] = doc["cancelled_at"]
+    return out
+
+
+async def my_orders(db: AsyncDatabase, buyer_id: str, page: int, page_size: int) -> dict[str, Any]:
+    flt = {"buyer_id": buyer_id}
+    total = await db.orders.count_documents(flt)
+    cursor = db.orders.find(flt).sort([("created_at", DESCENDING), ("_id", ASCENDING)]) \
+        .skip((page - 1) * page_size).limit(page_size)
+    items = [_order(d) async for d in cursor]
+    return {"items": items, "page": page, "page_size": page_size, "total": total}
+
+
+def _entry(doc: dict[str, Any]) -> dict[str, Any]:
+    out = {"id": doc["_id"], "event_id": doc.get("event_id"), "position": doc.get("position"),
+           "status": doc.get("status"), "quantity": doc.get("quantity"), "created_at": doc.get("created_at")}
+    if doc.get("section"):
+        out["section"] = doc["section"]
+    if doc.get("status") == "offered" and doc.get("offer"):
+        out["offer"] = {"hold_id": doc["offer"].get("hold_id"), "expires_at": doc["offer"].get("expires_at")}
+    return out
+
+
+async def my_waitlist(db: AsyncDatabase, buyer_id: str, page: int, page_size: int) -> dict[str, Any]:
+    flt = {"buyer_id": buyer_id}
+    total = await db.waitlist.count_documents(flt)
+    cursor = db.waitlist.find(flt).sort([("created_at", DESCENDING), ("_id", ASCENDING)]) \
+        .skip((page - 1) * page_size).limit(page_size)
+    items = [_entry(d) async for d in cursor]
+    return {"items": items, "page": page, "page_size": page_size, "total": total}
+
+
+async def event_owner(db: AsyncDatabase, event_id: str) -> str | None | bool:
+    """The organizer id of an event; False when there is no such event."""
+    doc = await _event(db, event_id, {"organizer_id": 1})
+    return False if doc is None else doc.get("organizer_id")
+
+
+async def organizer_stats(db: AsyncDatabase, event_id: str) -> dict[str, Any] | None:
+    doc = await _event(db, event_id, {"capacity": 1, "held": 1, "sold": 1, "available": 1, "stats": 1,
+                                      "currency": 1, "status": 1, "title": 1})
     if doc is None:
         return None
-    doc["id"] = doc.pop("_id")
-    return doc
+    st = doc.get("stats") or {}
+    capacity, sold = doc.get("capacity", 0), doc.get("sold", 0)
+    orders, cancellations = st.get("orders", 0), st.get("cancellations", 0)
+    by_day = sorted((st.get("by_day") or {}).items())
+    return {
+        "event_id": doc["_id"], "title": doc.get("title"), "status": doc.get("status"), "currency": doc.get("currency"),
+        "capacity": capacity, "sold": sold, "held": doc.get("held", 0),
+        "available": doc.get("available", capacity), "utilization": _ratio(sold, capacity),
+        "revenue": st.get("revenue", 0) - st.get("cancelled_revenue", 0),
+        "gross_revenue": st.get("revenue", 0), "orders": orders, "cancellations": cancellations,
+        "cancellation_rate": _ratio(cancellations, orders),
+        "sales_by_day": [{"date": day, "orders": v.get("orders", 0), "seats": v.get("seats", 0),
+                          "revenue": v.get("revenue", 0), "cancellations": v.get("cancellations", 0)}
+                         for day, v in by_day],
+    }
+
+
+async def admin_analytics(db: AsyncDatabase, days: int, top: int) -> dict[str, Any]:
+    total = await db.analytics.find_one({"_id": "total"}, {"wm": 0, "cv": 0}) or {}
+    daily = await db.analytics.find({"_id": {"$regex": "^day:"}}, {"wm": 0, "cv": 0}) \
+        .sort([("date", DESCENDING)]).limit(days).to_list(None)
+    capacity = sold = 0
+    by_currency: dict[str, int] = {}
+    async for e in db.events.find({"status": {"$in": list(PUBLIC_STATUSES)}},
+                                  {"capacity": 1, "sold": 1, "status": 1, "currency": 1, "stats": 1}):
+        st = e.get("stats") or {}
+        cur = e.get("currency") or "?"
+        by_currency[cur] = by_currency.get(cur, 0) + st.get("revenue", 0) - st.get("cancelled_revenue", 0)
+        if e.get("status") == "on_sale":
+            capacity += e.get("capacity", 0)
+            sold += e.get("sold", 0)
+    popular = await db.events.find({"status": "on_sale", "sold": {"$gt": 0}},
+                                   {"title": 1, "sold": 1, "capacity": 1}) \
+        .sort([("sold", DESCENDING), ("_id", ASCENDING)]).limit(top).to_list(None)
+    orders, cancellations = total.get("orders", 0), total.get("cancellations", 0)
+    return {
+        "total_orders": orders,
+        "total_seats_sold": total.get("seats", 0) - total.get("cancelled_seats", 0),
+        "total_revenue": total.get("revenue", 0) - total.get("cancelled_revenue", 0),
+        "revenue_by_currency": dict(sorted(by_currency.items())),
+        "cancellations": cancellations,
+        "cancellation_rate": _ratio(cancellations, orders),
+        "utilization": _ratio(sold, capacity),
+        "most_popular": [{"event_id": e["_id"], "title": e.get("title"), "seats_sold": e.get("sold", 0),
+                          "utilization": _ratio(e.get("sold", 0), e.get("capacity", 0))} for e in popular],
+        "daily": [{"date": d.get("date"), "orders": d.get("orders", 0), "seats": d.get("seats", 0),
+                   "revenue": d.get("revenue", 0), "cancellations": d.get("cancellations", 0),
+                   "cancelled_seats": d.get("cancelled_seats", 0), "cancelled_revenue": d.get("cancelled_revenue", 0)}
+                  for d in daily],
+    }

@@ -91,5 +91,5 @@ class OrderConfirmed(DomainEvent):
 
 class OrderCancelled(DomainEvent):
     @classmethod
-    def of(cls, order: Order, cancelled_by: str) -> OrderCancelled:
-        return cls(order.event_id, {"order": order.to_json(), "cancelled_by": cancelled_by})
+    def of(cls, order: Order, reason: str) -> OrderCancelled:
+        return cls(order.event_id, {"order": order.to_json(), "reason": reason})

@@ -18,7 +18,7 @@ def insert_event_created(pg, event_id: str, title: str) -> str:
     outbox_id = str(uuid.uuid4())
     envelope = {"id": outbox_id, "type": "EventCreated", "schema_version": 1, "aggregate_id": event_id,
                 "occurred_at": "2026-11-21T20:00:00Z",
-                "data": {"title": title, "category": "music", "status": "draft"}}
+                "data": {"title": title, "category": "music", "status": "on_sale"}}
     pg.execute("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (%s, 'event', %s, %s, %s)",
                (outbox_id, event_id, "EventCreated", json.dumps(envelope)))
     return outbox_id

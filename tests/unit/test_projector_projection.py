@@ -87,7 +87,7 @@ def test_counters_follow_holds_orders_releases_and_cancellations():
         msg(1, "SeatsHeld", {"hold": {}, "seats": seats(("A-1-1", "held", 2), ("A-1-2", "held", 2))}),
         msg(2, "OrderConfirmed", {"order": order("o1", seats_=("A-1-1",)), "seats": seats(("A-1-1", "sold", 3))}),
         msg(3, "SeatsReleased", {"reason": "expired", "seats": seats(("A-1-2", "available", 3))}),
-        msg(4, "OrderCancelled", {"order": order("o1", "cancelled", seats_=("A-1-1",)), "cancelled_by": "x"}),
+        msg(4, "OrderCancelled", {"order": order("o1", "cancelled", seats_=("A-1-1",)), "reason": "cancelled_by_buyer"}),
         msg(5, "SeatsReleased", {"reason": "order_cancelled", "seats": seats(("A-1-1", "available", 4))}),
         msg(6, "SeatsHeld", {"hold": {}, "ga_sections": [
             {"section": "GA", "capacity": 10, "held": 3, "sold": 0, "version": 2}]}),
@@ -127,7 +127,7 @@ def test_event_cancellation_uses_prior_statuses():
     ms = [msg(1, "SeatsHeld", {"hold": {}, "seats": seats(("A-1-1", "held", 2), ("A-1-2", "held", 2))}),
           msg(2, "OrderConfirmed", {"order": order("o1"), "seats": seats(("A-1-1", "sold", 3))})]
     st, _ = counters_after(ms)
-    rel = [msg(3, "OrderCancelled", {"order": order("o1", "cancelled"), "cancelled_by": "event_cancelled"}),
+    rel = [msg(3, "OrderCancelled", {"order": order("o1", "cancelled"), "reason": "event_cancelled"}),
            msg(4, "SeatsReleased", {"reason": "event_cancelled",
                                     "seats": seats(("A-1-1", "available", 4), ("A-1-2", "available", 3))})]
     tp = P.tp_name("evently.event", 0)
@@ -148,7 +148,7 @@ def test_rollup_watermarks_are_per_partition():
 
 
 def test_cancelled_order_state_beats_confirmed_in_any_order():
-    c = msg(2, "OrderCancelled", {"order": order("o1", "cancelled"), "cancelled_by": "x"})
+    c = msg(2, "OrderCancelled", {"order": order("o1", "cancelled"), "reason": "cancelled_by_buyer"})
     o = msg(1, "OrderConfirmed", {"order": order("o1"), "seats": seats(("A-1-1", "sold", 3))})
     assert P.fold_orders([c, o])["o1"]["status"] == "cancelled"
     assert P.fold_orders([o, c])["o1"]["rank"] == 2

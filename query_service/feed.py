@@ -1,0 +1,255 @@
+"""Live streams for SSE: one shared Redis reader per stream per process, fanned out to subscribers.
+
+The projector appends each applied batch of seat changes to the Redis Stream ``feed:<event_id>``
+(and buyer notifications to ``notify:<buyer_id>``); the stream entry id is the SSE ``id``
+(monotonic per stream). Here:
+
+* ``StreamHub.subscribe(key, last_id)`` gives a ``Subscription``: an async iterator of pre-encoded
+  SSE frames. The first subscriber of a key starts that key's reader task (``XREAD BLOCK``, one
+  Redis connection), the last one to leave stops it after ``linger`` seconds. Never one backend
+  reader per connection.
+* Each subscriber has a bounded queue. The reader never awaits a subscriber: a full queue marks
+  that subscriber dropped and removes it; its stream ends and the browser reconnects with
+  ``Last-Event-ID``, which resumes it exactly (below). A slow client costs at most ``queue_size``
+  references to shared frames.
+* Resume (``last_id``): the subscriber registers with the reader first, then reads the backlog
+  ``XRANGE (last_id +``, then drains its queue, skipping ids it has already sent. The reader's
+  start position is fixed before the backlog read, so backlog ∪ queue covers every entry after
+  ``last_id``: no gap, and the id check removes the overlap: no duplicate.
+* ``reset``: when entries after ``last_id`` may be gone (the head was trimmed past it, or an entry
+  after it was deleted: ``XINFO STREAM``), the stream is gone while the client has a position, the
+  client's position is ahead of the stream (Redis lost data), or the id is not a stream id, the
+  first frame is ``event: reset`` and the client refetches ``/seats``. (A client exactly at the
+  last trimmed entry also gets a reset: harmless, it refetches.)
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+import structlog
+from prometheus_client import Counter, Gauge
+
+log = structlog.get_logger("query.feed")
+
+SUBSCRIBERS = Gauge("evently_sse_subscribers", "open SSE subscriptions", ["stream"], multiprocess_mode="livesum")
+READERS = Gauge("evently_sse_readers", "shared Redis stream readers (one per stream with subscribers)",
+                ["stream"], multiprocess_mode="livesum")
+DROPPED = Counter("evently_sse_dropped_total", "subscribers dropped because their queue was full", ["stream"])
+FRAMES = Counter("evently_sse_frames_total", "frames read from Redis and fanned out", ["stream"])
+
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+ZERO = "0-0"
+
+
+def parse_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: tuple[int, int]
+    frame: bytes  # the whole SSE frame, encoded once and shared by every subscriber
+
+
+# How a stream's entries become SSE frames: (entry id, fields) -> frame bytes (or None to skip).
+Encoder = Callable[[str, dict[str, str]], bytes | None]
+
+
+def sse_frame(event: str, entry_id: str | None, data: str) -> bytes:
+    lines = [f"event: {event}"]
+    if entry_id is not None:
+        lines.append(f"id: {entry_id}")
+    lines.extend(f"data: {line}" for line in data.splitlines() or [""])
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+RESET_FRAME_DATA = json.dumps({"reason": "position no longer retained; refetch the snapshot"})
+
+
+@dataclass(eq=False)
+class Subscription:
+    key: str
+    queue: asyncio.Queue  # Entry, or None: the end (the queue is cleared first, so None always fits)
+    dropped: bool = False
+
+
+class _Reader:
+    """The one reader of one Redis stream in this process."""
+
+    def __init__(self, hub: "StreamHub", key: str, kind: str) -> None:
+        self.hub, self.key, self.kind = hub, key, kind
+        self.subscribers: set[Subscription] = set()
+        self.position = ZERO
+        self.ready = asyncio.Event()
+        self.idle_since: float | None = None
+        self.task = asyncio.create_task(self.run(), name=f"feed-reader {key}")
+        self.error: BaseException | None = None
+
+    async def run(self) -> None:
+        redis = self.hub.redis
+        READERS.labels(self.kind).inc()
+        try:
+            last = await redis.xrevrange(self.key, "+", "-", count=1)
+            self.position = _s(last[0][0]) if last else ZERO
+            self.ready.set()
+            while True:
+                if not self.subscribers:
+                    if self.idle_since is None:
+                        self.idle_since = time.monotonic()
+                    elif time.monotonic() - self.idle_since >= self.hub.linger:
+                        return
+                else:
+                    self.idle_since = None
+                try:
+                    got = await redis.xread({self.key: self.position}, count=self.hub.batch, block=self.hub.block_ms)
+                except Exception as exc:  # Redis down: keep the subscribers, retry with backoff
+                    log.warning("feed read failed", stream=self.key, error=str(exc)[:200])
+                    await asyncio.sleep(0.5)
+                    continue
+                for _, entries in got or ():
+                    for entry_id, fields in entries:
+                        eid = _s(entry_id)
+                        self.position = eid
+                        frame = self.hub.encoder(eid, {_s(k): _s(v) for k, v in fields.items()})
+                        if frame is None:
+                            continue
+                        FRAMES.labels(self.kind).inc()
+                        self.fan_out(Entry(parse_id(eid), frame))
+        except BaseException as exc:
+            self.error = exc
+            self.ready.set()
+            raise
+        finally:
+            READERS.labels(self.kind).dec()
+            if self.hub.readers.get(self.key) is self:
+                del self.hub.readers[self.key]
+            for sub in list(self.subscribers):  # a dying reader ends its streams; clients resume
+                self.drop(sub, dropped=False)
+
+    def fan_out(self, entry: Entry) -> None:
+        for sub in list(self.subscribers):
+            try:
+                sub.queue.put_nowait(entry)
+            except asyncio.QueueFull:
+                DROPPED.labels(self.kind).inc()
+                self.drop(sub, dropped=True)
+
+    def drop(self, sub: Subscription, *, dropped: bool) -> None:
+        if sub in self.subscribers:
+            self.subscribers.discard(sub)
+            SUBSCRIBERS.labels(self.kind).dec()
+        sub.dropped = sub.dropped or dropped
+        while not sub.queue.empty():  # what it missed comes back through Last-Event-ID
+            sub.queue.get_nowait()
+        sub.queue.put_nowait(None)
+
+
+class StreamHub:
+    def __init__(self, redis: Any, encoder: Encoder, *, kind: str, queue_size: int = 256, block_ms: int = 2000,
+                 linger: float = 5.0, batch: int = 500) -> None:
+        self.redis, self.encoder, self.kind = redis, encoder, kind
+        self.queue_size, self.block_ms, self.linger, self.batch = queue_size, block_ms, linger, batch
+        self.readers: dict[str, _Reader] = {}
+
+    async def _reader(self, key: str) -> _Reader:
+        reader = self.readers.get(key)
+        if reader is None or reader.task.done():
+            reader = self.readers[key] = _Reader(self, key, self.kind)
+        await reader.ready.wait()
+        if reader.error is not None:
+            raise reader.error
+        return reader
+
+    async def stream(self, key: str, last_id: str | None, *, is_disconnected=None) -> AsyncIterator[bytes]:
+        """SSE frames for ``key`` after ``last_id`` (None: from now on)."""
+        sub = Subscription(key, asyncio.Queue(self.queue_size))
+        reader = await self._reader(key)
+        reader.subscribers.add(sub)
+        reader.idle_since = None
+        SUBSCRIBERS.labels(self.kind).inc()
+        try:
+            if last_id is None:
+                tip = await self.redis.xrevrange(key, "+", "-", count=1)
+                sent = parse_id(_s(tip[0][0])) if tip else (0, 0)
+            else:
+                if await self.must_reset(key, last_id):
+                    yield sse_frame("reset", None, RESET_FRAME_DATA)
+                    return
+                sent = parse_id(last_id)
+                # Backlog: everything after last_id that exists now, in pages.
+                cursor = last_id
+                while True:
+                    page = await self.redis.xrange(key, min=f"({cursor}", max="+", count=self.batch)
+                    for entry_id, fields in page:
+                        eid = _s(entry_id)
+                        frame = self.encoder(eid, {_s(k): _s(v) for k, v in fields.items()})
+                        sent = parse_id(eid)
+                        if frame is not None:
+                            yield frame
+                    if len(page) < self.batch:
+                        break
+                    cursor = _s(page[-1][0])
+            while True:
+                entry: Entry | None = await sub.queue.get()
+                if entry is None:
+                    return  # dropped (too slow) or the reader stopped: the client resumes from its last id
+                if entry.id <= sent:
+                    continue  # already sent from the backlog
+                sent = entry.id
+                yield entry.frame
+        finally:
+            reader.drop(sub, dropped=False)
+
+    async def must_reset(self, key: str, last_id: str) -> bool:
+        if not STREAM_ID.match(last_id):
+            return True
+        pos = parse_id(last_id)
+        try:
+            info = await self.redis.xinfo_stream(key)
+        except Exception as exc:  # no such key
+            if "no such key" not in str(exc).lower():
+                raise
+            return pos != (0, 0)  # the client saw entries that no longer exist
+        info = {_s(k): v for k, v in info.items()}
+        last_generated = parse_id(_s(info.get("last-generated-id") or ZERO))
+        if pos > last_generated:
+            return True  # ahead of the stream: the stream was recreated
+        if parse_id(_s(info.get("max-deleted-entry-id") or ZERO)) > pos:
+            return True  # an entry after the client's position was deleted
+        length, added = int(info.get("length", 0)), int(info.get("entries-added", 0))
+        if added > length:  # the head was trimmed (MAXLEN): is the client's next entry still there?
+            if length == 0:
+                return pos < last_generated
+            first = info.get("first-entry")
+            first_id = parse_id(_s(first[0])) if first else last_generated
+            return pos < first_id
+        return False
+
+    async def close(self) -> None:
+        tasks = [r.task for r in self.readers.values()]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+
+
+def seat_frame(entry_id: str, fields: dict[str, str]) -> bytes | None:
+    data = fields.get("data")
+    return sse_frame("seats", entry_id, data) if data else None
+
+
+def notification_frame(entry_id: str, fields: dict[str, str]) -> bytes | None:
+    kind, data = fields.get("type"), fields.get("data")
+    return sse_frame(kind, entry_id, data) if kind and data else None

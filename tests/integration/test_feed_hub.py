@@ -1,0 +1,135 @@
+"""The SSE fan-out (query_service/feed.py) against real Redis: shared readers, resume with no gap and
+no duplicate while entries keep arriving, reset for a trimmed position, slow subscribers dropped."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis.asyncio
+
+from query_service.feed import StreamHub, seat_frame
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def rds(settings):
+    client = redis.asyncio.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def key() -> str:
+    return f"feed:test-{uuid.uuid4()}"
+
+
+async def append(rds, k: str, n: int, *, start: int = 0, pause: float = 0.0) -> list[str]:
+    ids = []
+    for i in range(start, start + n):
+        ids.append(await rds.xadd(k, {"data": f'{{"n":{i}}}', "off": i}))
+        if pause:
+            await asyncio.sleep(pause)
+    return ids
+
+
+def frame_id(frame: bytes) -> str:
+    return next(line[4:] for line in frame.decode().split("\r\n") if line.startswith("id: "))
+
+
+async def take(stream, n: int, timeout: float = 10.0) -> list[bytes]:
+    out = []
+
+    async def run():
+        async for f in stream:
+            out.append(f)
+            if len(out) == n:
+                return
+
+    await asyncio.wait_for(run(), timeout)
+    return out
+
+
+async def test_resume_while_entries_arrive_has_no_gap_and_no_duplicate(rds):
+    hub = StreamHub(rds, seat_frame, kind="test", block_ms=200)
+    k = key()
+    first = await append(rds, k, 5)
+    # A writer keeps appending while the client resumes from the 2nd entry.
+    writer = asyncio.create_task(append(rds, k, 200, start=5, pause=0.001))
+    frames = await take(hub.stream(k, first[1]), 203)
+    later = await writer
+    assert [frame_id(f) for f in frames] == first[2:] + later
+    await hub.close()
+
+
+async def test_two_subscribers_share_one_reader(rds):
+    hub = StreamHub(rds, seat_frame, kind="test", block_ms=200)
+    k = key()
+    start = await append(rds, k, 1)
+    a, b = hub.stream(k, start[0]), hub.stream(k, start[0])
+    got = asyncio.gather(take(a, 3), take(b, 3))
+    await asyncio.sleep(0.2)
+    ids = await append(rds, k, 3, start=1)
+    fa, fb = await got
+    assert [frame_id(f) for f in fa] == [frame_id(f) for f in fb] == ids
+    assert len(hub.readers) == 1
+    await hub.close()
+
+
+async def test_trimmed_position_gets_reset(rds):
+    hub = StreamHub(rds, seat_frame, kind="test")
+    k = key()
+    ids = await append(rds, k, 10)
+    await rds.xtrim(k, maxlen=3, approximate=False)  # what the projector's MAXLEN ~ does over time
+    frames = await take(hub.stream(k, ids[2]), 1)
+    assert frames[0].startswith(b"event: reset")
+    # still retained: resumes normally
+    frames = await take(hub.stream(k, ids[7]), 2)
+    assert [frame_id(f) for f in frames] == ids[8:]
+    # a position the stream never reached (Redis lost the stream) or garbage: reset
+    assert (await take(hub.stream(f"feed:missing-{uuid.uuid4()}", ids[5]), 1))[0].startswith(b"event: reset")
+    assert (await take(hub.stream(k, "not-an-id"), 1))[0].startswith(b"event: reset")
+    await hub.close()
+
+
+async def test_a_slow_subscriber_is_dropped_and_the_others_get_everything(rds):
+    hub = StreamHub(rds, seat_frame, kind="test", queue_size=4, block_ms=200)
+    k = key()
+    start = await append(rds, k, 1)
+    slow = hub.stream(k, start[0])
+    fast = hub.stream(k, start[0])
+    slow_first = asyncio.create_task(take(slow, 1))  # subscribes, then stops reading
+    fast_all = asyncio.create_task(take(fast, 50))
+    await asyncio.sleep(0.2)
+    ids = await append(rds, k, 50, start=1, pause=0.002)
+    fast_frames = await fast_all
+    assert [frame_id(f) for f in fast_frames] == ids
+    seen = [frame_id(f) for f in await slow_first]
+    reader = hub.readers[k]
+    assert len(reader.subscribers) == 1  # the slow one was dropped (the fast one is still attached)
+    # The dropped stream ends (its queue is let go); resuming from its last id catches it up exactly.
+    assert [f async for f in slow] == []
+    resume_from = seen[-1]
+    caught_up = await take(hub.stream(k, resume_from), len(ids) - ids.index(resume_from) - 1)
+    assert [frame_id(f) for f in caught_up] == ids[ids.index(resume_from) + 1:]
+    await hub.close()
+
+
+async def test_disconnect_releases_the_subscription_and_the_reader(rds):
+    hub = StreamHub(rds, seat_frame, kind="test", block_ms=100, linger=0.2)
+    k = key()
+    start = await append(rds, k, 1)
+    stream = hub.stream(k, start[0])
+    task = asyncio.create_task(take(stream, 1))
+    await asyncio.sleep(0.1)
+    assert len(hub.readers[k].subscribers) == 1
+    task.cancel()  # what the server does when the client goes away
+    await asyncio.gather(task, return_exceptions=True)
+    await stream.aclose()
+    assert k not in hub.readers or not hub.readers[k].subscribers
+    for _ in range(50):
+        if k not in hub.readers:
+            break
+        await asyncio.sleep(0.05)
+    assert k not in hub.readers  # the reader stopped once nobody listened
+    await hub.close()
