@@ -54,8 +54,10 @@ class Settings(BaseSettings):
     query_workers: int = 2                # uvicorn worker processes (each has its own shared stream readers)
     query_uvloop: bool = True             # uvloop + httptools under uvicorn
     query_cache_seconds: float = 0.5      # public GET responses are micro-cached this long per process
+    query_cache_stale_seconds: float = 5.0  # ...then served stale (at most this long) while one request refreshes
     query_mongo_pool_size: int = 50
     query_redis_pool_size: int = 2000     # stream readers hold one connection each while blocked in XREAD
+    query_gc_threshold: int = 50_000      # allocations between young GC collections (default 700; see app.py)
     sse_queue_size: int = 256             # frames buffered per SSE client; a client that falls further behind is dropped
     sse_ping_seconds: float = 10.0        # heartbeat comment interval (CONTRACT: at most 15 s)
     sse_send_timeout_seconds: float = 10.0  # a client that does not take a frame for this long is disconnected

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -55,6 +56,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -63,6 +70,8 @@ def raise_fd_limit() -> None:
 # ---------------------------------------------------------------------------------- client processes
 def client_proc(url: str, n: int, batch: int, seats: list[str], ready, go, out, deadline: float) -> None:
     raise_fd_limit()
+    gc.freeze()  # thousands of live connections: keep the collector from walking them again and again
+    gc.set_threshold(50_000, 20, 100)
     asyncio.run(_client(url, n, batch, set(seats), ready, go, out, deadline))
 
 
@@ -217,6 +226,8 @@ def main(argv=None) -> int:
         print(f"connected {connected}/{args.subscribers} subscribers in {t_conn:.1f}s "
               f"(errors: {conn_errors or 'none'}); query RSS {rss0:.0f} MB idle -> {rss_connected:.0f} MB", flush=True)
         go.set()
+        cpu0 = {"query": cpu_s(server.pid), **{f"client{i}": cpu_s(p.pid) for i, p in enumerate(procs)}}
+        t_drive = time.monotonic()
         peak = rss_connected
         committed_box: dict[str, float] = {}
 
@@ -229,6 +240,9 @@ def main(argv=None) -> int:
             committed_box.update(task.result())
 
         asyncio.run(run_drive())
+        cpu = {"query": cpu_s(server.pid), **{f"client{i}": cpu_s(p.pid) for i, p in enumerate(procs)}}
+        cpu = {k: cpu[k] - cpu0[k] for k in cpu}
+        t_drive = time.monotonic() - t_drive
         results = [out.get(timeout=max(1, hard_deadline - time.time())) for _ in procs]
         for p in procs:
             p.join(10)
@@ -249,6 +263,7 @@ def main(argv=None) -> int:
               f"(missed {missed}); errors: {errors or 'none'}")
         print(f"fan-out latency commit -> frame received: p50 {q[49] * 1000:.0f} ms, p90 {q[89] * 1000:.0f} ms, "
               f"p99 {q[98] * 1000:.0f} ms, max {lat[-1] * 1000 if lat else float('nan'):.0f} ms")
+        print(f"CPU during the {t_drive:.1f}s of holds: " + ", ".join(f"{k} {v:.1f}s" for k, v in cpu.items()))
         print(f"query-service process RSS: idle {rss0:.0f} MB, {connected} connected {rss_connected:.0f} MB, "
               f"peak {peak:.0f} MB")
         return 0 if lat and missed == 0 else 1

@@ -57,9 +57,18 @@ def _s(v: Any) -> str:
 
 
 @dataclass(frozen=True)
-class Entry:
-    id: tuple[int, int]
-    frame: bytes  # the whole SSE frame, encoded once and shared by every subscriber
+class Batch:
+    """The entries of one XREAD, encoded once and shared by every subscriber: one queue item and one socket
+    write per subscriber per read, however many entries arrived (under load, reads naturally grow)."""
+    ids: tuple[tuple[int, int], ...]
+    frames: tuple[bytes, ...]
+    blob: bytes
+
+    def after(self, sent: tuple[int, int]) -> bytes:
+        """What a subscriber that already sent up to ``sent`` still needs."""
+        if self.ids[0] > sent:
+            return self.blob
+        return b"".join(f for i, f in zip(self.ids, self.frames) if i > sent)
 
 
 # How a stream's entries become SSE frames: (entry id, fields) -> frame bytes (or None to skip).
@@ -74,13 +83,14 @@ def sse_frame(event: str, entry_id: str | None, data: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+HEARTBEAT = b": ping\r\n\r\n"  # a comment line: EventSource ignores it, proxies see traffic
 RESET_FRAME_DATA = json.dumps({"reason": "position no longer retained; refetch the snapshot"})
 
 
 @dataclass(eq=False)
 class Subscription:
     key: str
-    queue: asyncio.Queue  # Entry, or None: the end (the queue is cleared first, so None always fits)
+    queue: asyncio.Queue  # Batch, HEARTBEAT, or None: the end (the queue is cleared first, so None always fits)
     dropped: bool = False
 
 
@@ -117,15 +127,18 @@ class _Reader:
                     log.warning("feed read failed", stream=self.key, error=str(exc)[:200])
                     await asyncio.sleep(0.5)
                     continue
+                ids, frames = [], []
                 for _, entries in got or ():
                     for entry_id, fields in entries:
                         eid = _s(entry_id)
                         self.position = eid
                         frame = self.hub.encoder(eid, {_s(k): _s(v) for k, v in fields.items()})
-                        if frame is None:
-                            continue
-                        FRAMES.labels(self.kind).inc()
-                        self.fan_out(Entry(parse_id(eid), frame))
+                        if frame is not None:
+                            ids.append(parse_id(eid))
+                            frames.append(frame)
+                if frames:
+                    FRAMES.labels(self.kind).inc(len(frames))
+                    self.fan_out(Batch(tuple(ids), tuple(frames), b"".join(frames)))
         except BaseException as exc:
             self.error = exc
             self.ready.set()
@@ -137,10 +150,10 @@ class _Reader:
             for sub in list(self.subscribers):  # a dying reader ends its streams; clients resume
                 self.drop(sub, dropped=False)
 
-    def fan_out(self, entry: Entry) -> None:
+    def fan_out(self, batch: Batch | bytes) -> None:
         for sub in list(self.subscribers):
             try:
-                sub.queue.put_nowait(entry)
+                sub.queue.put_nowait(batch)
             except asyncio.QueueFull:
                 DROPPED.labels(self.kind).inc()
                 self.drop(sub, dropped=True)
@@ -157,10 +170,18 @@ class _Reader:
 
 class StreamHub:
     def __init__(self, redis: Any, encoder: Encoder, *, kind: str, queue_size: int = 256, block_ms: int = 2000,
-                 linger: float = 5.0, batch: int = 500) -> None:
+                 linger: float = 5.0, batch: int = 500, heartbeat: float | None = None) -> None:
         self.redis, self.encoder, self.kind = redis, encoder, kind
         self.queue_size, self.block_ms, self.linger, self.batch = queue_size, block_ms, linger, batch
         self.readers: dict[str, _Reader] = {}
+        # One timer for every subscriber of the hub, not one task per connection.
+        self.heartbeat_task = asyncio.create_task(self._heartbeats(heartbeat)) if heartbeat else None
+
+    async def _heartbeats(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            for reader in list(self.readers.values()):
+                reader.fan_out(HEARTBEAT)
 
     async def _reader(self, key: str) -> _Reader:
         reader = self.readers.get(key)
@@ -201,13 +222,23 @@ class StreamHub:
                         break
                     cursor = _s(page[-1][0])
             while True:
-                entry: Entry | None = await sub.queue.get()
-                if entry is None:
-                    return  # dropped (too slow) or the reader stopped: the client resumes from its last id
-                if entry.id <= sent:
-                    continue  # already sent from the backlog
-                sent = entry.id
-                yield entry.frame
+                batches = [await sub.queue.get()]
+                while not sub.queue.empty():  # a client that fell behind gets what piled up in one write
+                    batches.append(sub.queue.get_nowait())
+                chunks = []
+                for batch in batches:
+                    if batch is None:
+                        break  # dropped (too slow) or the reader stopped: the client resumes from its last id
+                    if batch is HEARTBEAT:
+                        if not chunks:
+                            chunks.append(HEARTBEAT)
+                    elif batch.ids[-1] > sent:  # else already sent from the backlog
+                        chunks.append(batch.after(sent))
+                        sent = batch.ids[-1]
+                if chunks:
+                    yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                if batches[-1] is None or None in batches:
+                    return
         finally:
             reader.drop(sub, dropped=False)
 
@@ -237,7 +268,7 @@ class StreamHub:
         return False
 
     async def close(self) -> None:
-        tasks = [r.task for r in self.readers.values()]
+        tasks = [r.task for r in self.readers.values()] + ([self.heartbeat_task] if self.heartbeat_task else [])
         for t in tasks:
             t.cancel()
         for t in tasks:

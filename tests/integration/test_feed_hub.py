@@ -41,9 +41,9 @@ async def take(stream, n: int, timeout: float = 10.0) -> list[bytes]:
     out = []
 
     async def run():
-        async for f in stream:
-            out.append(f)
-            if len(out) == n:
+        async for chunk in stream:  # a chunk carries one or more frames (one XREAD's worth)
+            out.extend(f + b"\r\n\r\n" for f in chunk.split(b"\r\n\r\n") if f)
+            if len(out) >= n:
                 return
 
     await asyncio.wait_for(run(), timeout)
