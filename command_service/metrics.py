@@ -10,6 +10,7 @@ HOLDS = Counter("evently_holds_total", "Holds created", ["kind"])
 HOLDS_ENDED = Counter("evently_holds_ended_total", "Holds that ended without an order", ["reason"])
 ORDERS = Counter("evently_orders_total", "Orders confirmed", ["kind"])
 ORDER_CANCELLATIONS = Counter("evently_order_cancellations_total", "Orders cancelled", ["reason"])
+WAITLIST = Counter("evently_waitlist_total", "Waitlist transitions", ["what"])
 REJECTIONS = Counter("evently_rejections_total", "Requests refused, by error code", ["code"])
 LOCK_CONTENTION = Counter(
     "evently_seat_lock_contention_total",

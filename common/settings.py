@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     # Command service (see command_service/README.md)
     command_workers: int = 2              # N processes sharing the port with SO_REUSEPORT (2 = one per core here)
     hold_ttl_seconds: float = 600.0       # hold lifetime = Redis seat-lock TTL
+    waitlist_offer_ttl_seconds: float = 600.0  # how long a waitlist offer (a hold for that buyer alone) lasts
     sweep_interval_seconds: float = 0.5   # how often the hold sweeper looks for expired holds
     max_body_bytes: int = 1_048_576       # larger request bodies get 413
     pg_pool_size: int = 16                # PostgreSQL connections per process

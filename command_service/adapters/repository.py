@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 import weakref
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncClientCursor, AsyncConnection
@@ -38,7 +39,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from command_service.domain.model import (Event, GASectionState, Hold, InventoryChange, Layout, Order,
-                                          SaleInfo, SaleTerms, SeatChange, User, Venue)
+                                          SaleInfo, SaleTerms, SeatChange, User, Venue, WaitlistEntry)
 
 SEAT_CHANGE = "RETURNING s.seat_id, s.status, s.version"
 GA_STATE = "RETURNING g.section, g.capacity, g.held, g.sold, g.version"
@@ -54,8 +55,16 @@ def _ga(rows: list[dict[str, Any]]) -> InventoryChange:
 
 
 def _hold(r: dict[str, Any]) -> Hold:
+    entry = r.get("waitlist_entry_id")
     return Hold(str(r["id"]), str(r["event_id"]), str(r["buyer_id"]), tuple(r["seats"]) if r["seats"] else None,
-                r["section"], r["quantity"], r["expires_at"], r["total"], r["currency"], r["status"])
+                r["section"], r["quantity"], r["expires_at"], r["total"], r["currency"], r["status"],
+                str(entry) if entry else None)
+
+
+def _entry(r: dict[str, Any]) -> WaitlistEntry:
+    return WaitlistEntry(str(r["id"]), str(r["event_id"]), str(r["buyer_id"]), r["section"], r["quantity"], r["seq"],
+                         r["status"], str(r["offer_hold_id"]) if r["offer_hold_id"] else None, r["offer_expires_at"],
+                         r["version"], r["created_at"], r["updated_at"])
 
 
 def _order(r: dict[str, Any]) -> Order:
@@ -84,7 +93,7 @@ PREPARED = {
                      "WHERE g.event_id = $2 AND g.section = $3 AND g.held + g.sold + $1 <= g.capacity " + GA_STATE,
     "ev_sale_terms": "SELECT status, currency, prices FROM events WHERE id = $1",
     "ev_add_hold": "INSERT INTO holds (id, event_id, buyer_id, seats, section, quantity, total, currency, status, "
-                   "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                   "expires_at, waitlist_entry_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     "ev_checkout": END_HOLD_SQL.format(status="'converted'", hold="$1", buyer=" AND buyer_id = $2 AND expires_at > now()",
                                        seat_set="status = 'sold', order_id = $3", ga_sold=", sold = g.sold + h.quantity"),
     "ev_add_order": "INSERT INTO orders (id, event_id, buyer_id, hold_id, seats, section, quantity, total, currency, "
@@ -244,7 +253,7 @@ class Repository:
         self.queue_prepared(
             "ev_add_hold",
             (hold.id, hold.event_id, hold.buyer_id, list(hold.seats) if hold.seats else None, hold.section,
-             hold.quantity, hold.total, hold.currency, hold.status, hold.expires_at))
+             hold.quantity, hold.total, hold.currency, hold.status, hold.expires_at, hold.waitlist_entry_id))
 
     async def get_hold(self, hold_id: str) -> Hold | None:
         r = await self._one("SELECT * FROM holds WHERE id = %s", (hold_id,))
@@ -277,6 +286,79 @@ class Repository:
             "AND expires_at <= now() AND (swept_at IS NULL OR swept_at < now() - interval '5 seconds') "
             "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *", (limit,))
         return [_hold(r) for r in rows]
+
+    async def extend_hold(self, hold: Hold, seats: list[str], added_total: int) -> tuple[Hold | None, InventoryChange]:
+        """A pending waitlist offer takes more seats that came back (only those still available)."""
+        taken, updated = await self.run(
+            ("UPDATE seats s SET status = 'held', hold_id = %s, version = s.version + 1 WHERE s.event_id = %s "
+             "AND s.seat_id = ANY(%s) AND s.status = 'available' " + SEAT_CHANGE, (hold.id, hold.event_id, seats)),
+            ("UPDATE holds SET seats = seats || %s::text[], quantity = quantity + %s, total = total + %s "
+             "WHERE id = %s AND status = 'active' RETURNING *", (seats, len(seats), added_total, hold.id)))
+        return (_hold(updated[0]) if updated else None), _seats(taken)
+
+    async def set_hold_expiry(self, hold_id: str, expires_at: datetime) -> None:
+        self.queue("UPDATE holds SET expires_at = %s WHERE id = %s", (expires_at, hold_id))
+
+    # --- waitlist -------------------------------------------------------------------------
+    async def add_waitlist_entry(self, entry_id: str, event_id: str, buyer_id: str, section: str | None,
+                                 quantity: int) -> tuple[WaitlistEntry | None, int]:
+        """The next FIFO ticket (under the event row's lock) and the entry; (None, 0) when the buyer already
+        has an active entry. Also the position: the rank among the event's waiting entries."""
+        rows, = await self.run((
+            "WITH t AS (UPDATE events SET waitlist_seq = waitlist_seq + 1 WHERE id = %(event)s "
+            "RETURNING waitlist_seq) "
+            "INSERT INTO waitlist_entries (id, event_id, buyer_id, section, quantity, seq, status) "
+            "SELECT %(id)s, %(event)s, %(buyer)s, %(section)s, %(quantity)s, waitlist_seq, 'waiting' FROM t "
+            "ON CONFLICT (event_id, buyer_id) WHERE status IN ('waiting', 'offered') DO NOTHING RETURNING *",
+            {"id": entry_id, "event": event_id, "buyer": buyer_id, "section": section, "quantity": quantity}))
+        if not rows:
+            return None, 0
+        entry = _entry(rows[0])
+        return entry, await self.waitlist_position(entry)
+
+    async def active_entries(self, event_id: str) -> list[WaitlistEntry]:
+        rows = await self._execute("SELECT * FROM waitlist_entries WHERE event_id = %s AND status IN "
+                                   "('waiting', 'offered') ORDER BY seq FOR UPDATE", (event_id,))
+        return [_entry(r) for r in rows]
+
+    async def sale_terms(self, event_id: str) -> SaleTerms | None:
+        r = await self._one(*self.prepared("ev_sale_terms", (event_id,)))
+        return SaleTerms(r["status"], r["currency"], r["prices"]) if r else None
+
+    async def waitlist_position(self, entry: WaitlistEntry) -> int:
+        r = await self._one("SELECT count(*) AS n FROM waitlist_entries WHERE event_id = %s AND status = 'waiting' "
+                            "AND seq <= %s", (entry.event_id, entry.seq))
+        return r["n"]
+
+    async def get_waitlist_entry(self, entry_id: str) -> WaitlistEntry | None:
+        r = await self._one("SELECT * FROM waitlist_entries WHERE id = %s FOR UPDATE", (entry_id,))
+        return _entry(r) if r else None
+
+    async def waiting_entries(self, event_id: str, limit: int = 100) -> list[WaitlistEntry]:
+        """The head of the queue, locked: concurrent releases on one event offer to one entry at a time."""
+        rows = await self._execute(
+            "SELECT * FROM waitlist_entries WHERE event_id = %s AND status = 'waiting' ORDER BY seq LIMIT %s "
+            "FOR UPDATE", (event_id, limit))
+        return [_entry(r) for r in rows]
+
+    async def entry_for_hold(self, hold_id: str) -> WaitlistEntry | None:
+        r = await self._one("SELECT * FROM waitlist_entries WHERE offer_hold_id = %s FOR UPDATE", (hold_id,))
+        return _entry(r) if r else None
+
+    async def save_waitlist_entry(self, e: WaitlistEntry) -> None:
+        self.queue("UPDATE waitlist_entries SET status = %s, offer_hold_id = %s, offer_expires_at = %s, version = %s, "
+                   "updated_at = %s WHERE id = %s",
+                   (e.status, e.offer_hold_id, e.offer_expires_at, e.version, e.updated_at, e.id))
+
+    async def available_places(self, event_id: str, seat_ids: list[str] | None, section: str | None) -> int:
+        """Seats of ``seat_ids`` still available, or the GA section's free places."""
+        if seat_ids is not None:
+            r = await self._one("SELECT count(*) AS n FROM seats WHERE event_id = %s AND seat_id = ANY(%s) "
+                                "AND status = 'available'", (event_id, seat_ids))
+        else:
+            r = await self._one("SELECT capacity - held - sold AS n FROM ga_sections WHERE event_id = %s "
+                                "AND section = %s", (event_id, section))
+        return r["n"] if r else 0
 
     # --- orders ---------------------------------------------------------------------------
     async def add_order(self, order: Order) -> None:

@@ -164,6 +164,17 @@ class CancelOrder(Authenticated):
     order_id: str
 
 
+# --- waitlist -----------------------------------------------------------------------------
+class JoinWaitlist(Authenticated):
+    event_id: str
+    quantity: Annotated[int, Field(ge=1, le=MAX_SEATS_PER_HOLD, strict=True)]
+    section: Code | None = None  # a GA section, a seated section, or none: any seated seats
+
+
+class LeaveWaitlist(Authenticated):
+    entry_id: str
+
+
 C = TypeVar("C", bound=Command)
 
 

@@ -64,3 +64,15 @@ class IdempotencyInProgress(DomainError):
 
 class IdempotencyKeyReused(DomainError):
     code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class SeatsAvailable(DomainError):
+    """A waitlist join while enough seats are on sale: hold them instead."""
+
+    code = "SEATS_AVAILABLE"
+
+
+class AlreadyWaiting(DomainError):
+    """The buyer already has an active (waiting or offered) entry on this event's waitlist."""
+
+    code = "ALREADY_ON_WAITLIST"

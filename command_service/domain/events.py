@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from command_service.domain.model import (Event, Hold, InventoryChange, Order, Venue, iso, new_id,
-                                          utcnow)
+from command_service.domain.model import (Event, Hold, InventoryChange, Order, Venue, WaitlistEntry, iso,
+                                          new_id, utcnow)
 
 RELEASE_REASONS = ("expired", "cancelled", "order_cancelled", "event_cancelled")
 
@@ -93,3 +93,30 @@ class OrderCancelled(DomainEvent):
     @classmethod
     def of(cls, order: Order, reason: str) -> OrderCancelled:
         return cls(order.event_id, {"order": order.to_json(), "reason": reason})
+
+
+# --- waitlist: every event carries the entry's absolute state after the change (version-guarded) ------------
+class WaitlistEvent(DomainEvent):
+    @classmethod
+    def of(cls, entry: WaitlistEntry, **extra: Any) -> WaitlistEvent:
+        return cls(entry.event_id, {"entry": entry.to_json(), **extra})
+
+
+class WaitlistJoined(WaitlistEvent):
+    pass
+
+
+class WaitlistOffered(WaitlistEvent):
+    pass
+
+
+class OfferExpired(WaitlistEvent):
+    """``reason``: expired (the TTL ran out) or declined (the buyer released the offer hold)."""
+
+
+class WaitlistConverted(WaitlistEvent):
+    pass
+
+
+class WaitlistLeft(WaitlistEvent):
+    pass

@@ -372,6 +372,7 @@ class Hold:
     total: int = 0
     currency: str = ""
     status: str = "active"  # active -> converted | released | expired
+    waitlist_entry_id: str | None = None  # set on a waitlist offer: the entry it was offered to
 
     @classmethod
     def request(cls, sale: SaleInfo, buyer_id: str, seats: list[str] | None, section: str | None,
@@ -408,10 +409,13 @@ class Hold:
         return errors.HoldExpired("the hold is no longer valid", {"hold_status": status})
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "event_id": self.event_id, "buyer_id": self.buyer_id,
-                **items(self.seats, self.section, self.quantity),
-                "total": self.total, "currency": self.currency, "status": self.status,
-                "expires_at": iso(self.expires_at)}
+        out = {"id": self.id, "event_id": self.event_id, "buyer_id": self.buyer_id,
+               **items(self.seats, self.section, self.quantity),
+               "total": self.total, "currency": self.currency, "status": self.status,
+               "expires_at": iso(self.expires_at)}
+        if self.waitlist_entry_id:
+            out["waitlist_entry_id"] = self.waitlist_entry_id
+        return out
 
 
 @dataclass(frozen=True)
@@ -444,3 +448,48 @@ class Order:
                 "status": self.status, **items(self.seats, self.section, self.quantity), "total": self.total,
                 "currency": self.currency,
                 "created_at": iso(self.created_at), "cancelled_at": iso(self.cancelled_at)}
+
+
+# --- waitlist -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WaitlistEntry:
+    """A buyer in an event's FIFO queue. ``seq`` is the ticket (unique, increasing per event); the position
+    shown to buyers is the rank among the event's waiting entries, so it moves up when someone ahead leaves.
+
+    waiting -> offered (a hold exists for the buyer alone) -> converted (checked out) | expired (not taken)
+    waiting | offered -> left. A seated entry that asked for more seats than came back stays ``waiting`` while
+    the seats that came back accumulate on its pending offer hold (held, so nobody else takes them)."""
+
+    id: str
+    event_id: str
+    buyer_id: str
+    section: str | None  # a GA section, a seated section, or None: any seated seats
+    quantity: int
+    seq: int
+    status: str = "waiting"
+    offer_hold_id: str | None = None
+    offer_expires_at: datetime | None = None
+    version: int = 1
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("waiting", "offered")
+
+    def moved(self, status: str, **changes: Any) -> WaitlistEntry:
+        return replace(self, status=status, version=self.version + 1, updated_at=utcnow(), **changes)
+
+    def offered(self, hold_id: str, expires_at: datetime) -> WaitlistEntry:
+        return self.moved("offered", offer_hold_id=hold_id, offer_expires_at=expires_at)
+
+    def ensure_owned_by(self, buyer_id: str) -> None:
+        if self.buyer_id != buyer_id:
+            raise errors.NotFound("no such waitlist entry")
+
+    def to_json(self) -> dict[str, Any]:
+        offer = ({"hold_id": self.offer_hold_id, "expires_at": iso(self.offer_expires_at)}
+                 if self.status == "offered" else None)
+        return {"id": self.id, "event_id": self.event_id, "buyer_id": self.buyer_id, "section": self.section,
+                "quantity": self.quantity, "seq": self.seq, "status": self.status, "offer": offer,
+                "version": self.version, "created_at": iso(self.created_at), "updated_at": iso(self.updated_at)}

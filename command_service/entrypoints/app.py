@@ -50,7 +50,8 @@ routes = web.RouteTableDef()
 STATUS = {
     "VALIDATION_ERROR": 400, "UNAUTHENTICATED": 401, "FORBIDDEN": 403, "NOT_FOUND": 404,
     "EMAIL_EXISTS": 409, "INVALID_STATE": 409, "EVENT_NOT_ON_SALE": 409, "SEATS_UNAVAILABLE": 409,
-    "SOLD_OUT": 409, "IDEMPOTENCY_IN_PROGRESS": 409, "IDEMPOTENCY_KEY_REUSED": 409, "HOLD_EXPIRED": 410,
+    "SOLD_OUT": 409, "SEATS_AVAILABLE": 409, "ALREADY_ON_WAITLIST": 409, "IDEMPOTENCY_IN_PROGRESS": 409,
+    "IDEMPOTENCY_KEY_REUSED": 409, "HOLD_EXPIRED": 410,
 }
 HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 
@@ -175,6 +176,20 @@ async def checkout(request: web.Request) -> web.Response:
 async def cancel_order(request: web.Request) -> web.Response:
     order = await run(request, commands.CancelOrder, body=False, order_id=path_id(request, "order_id"))
     return web.json_response(order.to_json())
+
+
+@routes.post("/api/v1/events/{event_id}/waitlist")
+async def join_waitlist(request: web.Request) -> web.Response:
+    entry, position = await run(request, commands.JoinWaitlist, event_id=path_id(request, "event_id"))
+    return web.json_response({"id": entry.id, "event_id": entry.event_id, "position": position,
+                              "status": entry.status, "quantity": entry.quantity, "section": entry.section,
+                              "created_at": entry.to_json()["created_at"]}, status=201)
+
+
+@routes.delete("/api/v1/waitlist/{entry_id}")
+async def leave_waitlist(request: web.Request) -> web.Response:
+    await run(request, commands.LeaveWaitlist, body=False, entry_id=path_id(request, "entry_id"))
+    return web.Response(status=204)
 
 
 @routes.get("/health")

@@ -146,6 +146,19 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/orders/{order_id}/cancel": {"post": op(
             "Cancel an order (its buyer, the event's organizer, admin); repeatable",
             {**ok(200, "cancelled", ref("Order")), **fails(404)}, params=ORDER_ID, idempotent_post=True)},
+        "/api/v1/events/{event_id}/waitlist": {"post": op(
+            "Join the event's FIFO waitlist (buyer): 409 SEATS_AVAILABLE while enough seats are on sale, "
+            "409 ALREADY_ON_WAITLIST with an active entry",
+            {**ok(201, "joined", obj(["id", "position"], id=UUID, event_id=UUID,
+                                     position={"type": "integer", "minimum": 1}, status={"const": "waiting"},
+                                     quantity={"type": "integer"}, section={"type": ["string", "null"]},
+                                     created_at={"type": "string", "format": "date-time"})), **fails(404)},
+            params=EVENT_ID, idempotent_post=True,
+            request=obj(["quantity"], quantity={"type": "integer", "minimum": 1, "maximum": MAX_SEATS_PER_HOLD},
+                        section=CODE))},
+        "/api/v1/waitlist/{entry_id}": {"delete": op(
+            "Leave the waitlist (your entry); an offer you held passes to the next in line; repeatable",
+            {**ok(204, "left"), **fails(404)}, params=("entry_id",))},
         "/health": {"get": op("PostgreSQL and Redis reachability", {
             **ok(200, "healthy", obj(["status", "checks"], status={"const": "ok"}, checks={"type": "object"})),
             "503": {"description": "a dependency is unavailable; checks names it"}}, auth=False)},

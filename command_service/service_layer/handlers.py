@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
 import structlog
@@ -21,10 +22,11 @@ from command_service.adapters.passwords import hash_password, verify_password
 from command_service.adapters.seat_locks import SeatLocks
 from command_service.domain import commands, errors
 from command_service.domain.events import (EventCancelled, EventCreated, EventPublished, EventUpdated,
-                                           OrderCancelled, OrderConfirmed, SeatsHeld, SeatsReleased,
-                                           VenueCreated)
-from command_service.domain.model import (Event, Hold, InventoryChange, Order, SaleInfo, User, Venue, new_id,
-                                          require_owner, require_role)
+                                           OfferExpired, OrderCancelled, OrderConfirmed, SeatsHeld, SeatsReleased,
+                                           VenueCreated, WaitlistConverted, WaitlistJoined, WaitlistLeft,
+                                           WaitlistOffered)
+from command_service.domain.model import (Event, Hold, InventoryChange, Order, SaleInfo, User, Venue, WaitlistEntry,
+                                          new_id, require_owner, require_role, utcnow)
 from command_service.service_layer.unit_of_work import TransientConflict, UnitOfWork
 
 log = structlog.get_logger()
@@ -167,6 +169,10 @@ async def cancel_event(cmd: commands.CancelEvent, svc: Services) -> Event:
         parts = change.chunks(RELEASE_CHUNK)
         uow.emit(*(OrderCancelled.of(o, "event_cancelled") for o in orders))
         uow.emit(*(SeatsReleased.of(event.id, "event_cancelled", part) for part in parts))
+        for entry in await uow.repo.active_entries(event.id):  # the queue ends with the event
+            ended = entry.moved("expired")
+            await uow.repo.save_waitlist_entry(ended)
+            uow.emit(OfferExpired.of(ended, reason="event_cancelled"))
         await uow.commit()
     svc.catalog.forget(event.id)
     metrics.ORDER_CANCELLATIONS.labels("event_cancelled").inc(len(orders))
@@ -250,15 +256,25 @@ async def expire_holds(svc: Services, limit: int = 200) -> int:
 
 async def _end_hold(svc: Services, hold: Hold, status: str, reason: str) -> None:
     async with svc.uow() as uow:
-        _, change = await uow.repo.end_hold(hold.id, status)
+        ended, change = await uow.repo.end_hold(hold.id, status)
+        if ended is not None and hold.waitlist_entry_id:  # an offer that was not taken passes on
+            entry = await uow.repo.entry_for_hold(hold.id)
+            if entry is not None and entry.active:
+                gone = entry.moved("expired") if entry.status == "offered" else replace(entry, offer_hold_id=None)
+                await uow.repo.save_waitlist_entry(gone)
+                if entry.status == "offered":
+                    uow.emit(OfferExpired.of(gone, reason="expired" if status == "expired" else "declined"))
+        offers: list[Hold] = []
         if change:
             uow.emit(SeatsReleased.of(hold.event_id, reason, change, hold_id=hold.id))
+            offers = await _offer_waitlist(uow, svc, hold.event_id, change)
         await uow.commit()
     if change:
         metrics.HOLDS_ENDED.labels(reason).inc()
     if hold.seats:
         await _best_effort(hold.event_id, svc.locks.settle(hold.event_id, change.seats, hold_id=hold.id,
                                                            unlock=hold.seats))
+    await _lock_offers(svc, offers)
 
 
 async def checkout(cmd: commands.Checkout, svc: Services) -> Order:
@@ -273,6 +289,12 @@ async def checkout(cmd: commands.Checkout, svc: Services) -> Order:
         order = Order.from_hold(hold, order_id)
         await uow.repo.add_order(order)
         uow.emit(OrderConfirmed.of(order, change))
+        if hold.waitlist_entry_id:  # a waitlist offer was taken
+            entry = await uow.repo.entry_for_hold(hold.id)
+            if entry is not None and entry.active:
+                done = entry.moved("converted")
+                await uow.repo.save_waitlist_entry(done)
+                uow.emit(WaitlistConverted.of(done))
         await uow.commit()
     metrics.ORDERS.labels("seated" if hold.seats else "ga").inc()
     if hold.seats:
@@ -301,10 +323,161 @@ async def cancel_order(cmd: commands.CancelOrder, svc: Services) -> Order:
         reason = f"cancelled_by_{cmd.actor.role}"
         uow.emit(OrderCancelled.of(order, reason),
                  SeatsReleased.of(order.event_id, "order_cancelled", change, order_id=order.id))
+        offers = await _offer_waitlist(uow, svc, order.event_id, change)
         await uow.commit()
     metrics.ORDER_CANCELLATIONS.labels(reason).inc()
     await _best_effort(order.event_id, svc.locks.settle(order.event_id, change.seats))
+    await _lock_offers(svc, offers)
     return order
+
+
+# --- waitlist (buyers) --------------------------------------------------------------------
+PENDING_OFFER = timedelta(days=30)  # a seated offer still gathering seats: held for the buyer, clock not running
+
+
+def _waitlist_scope(sale: SaleInfo, section: str | None) -> tuple[list[str] | None, str | None]:
+    """(seat ids, None) for a seated entry, or (None, GA section code)."""
+    if section is None:
+        seats = sale.layout.seat_ids()
+        if not seats:
+            raise errors.ValidationError("this event has only general admission", {"section": "name a GA section"})
+        return seats, None
+    s = sale.layout.section(section)
+    if s is None:
+        raise errors.ValidationError("unknown section", {"section": section})
+    return (None, section) if s.kind == "ga" else (s.seat_ids(), None)
+
+
+async def join_waitlist(cmd: commands.JoinWaitlist, svc: Services) -> tuple[WaitlistEntry, int]:
+    """FIFO: the ticket comes from the event row (under its lock), the database refuses a second active entry."""
+    require_role(cmd.actor, "buyer")
+    sale = await svc.catalog.get(cmd.event_id)
+    if sale.status != "on_sale":
+        raise errors.EventNotOnSale(f"the event is {sale.status}", {"status": sale.status})
+    seat_ids, ga_section = _waitlist_scope(sale, cmd.section)
+    async with svc.uow() as uow:
+        free = await uow.repo.available_places(cmd.event_id, seat_ids, ga_section)
+        if free >= cmd.quantity:
+            raise errors.SeatsAvailable("enough seats are on sale: hold them instead",
+                                        {"available": free, "hint": f"POST /api/v1/events/{cmd.event_id}/holds"})
+        entry, position = await uow.repo.add_waitlist_entry(new_id(), cmd.event_id, cmd.actor.user_id, cmd.section,
+                                                            cmd.quantity)
+        if entry is None:
+            raise errors.AlreadyWaiting("you are already on this event's waitlist", {"event_id": cmd.event_id})
+        uow.emit(WaitlistJoined.of(entry))
+        await uow.commit()
+    metrics.WAITLIST.labels("joined").inc()
+    return entry, position
+
+
+async def leave_waitlist(cmd: commands.LeaveWaitlist, svc: Services) -> None:
+    """Leaving twice is harmless. An offer (or seats gathered for one) goes to the next in line."""
+    require_role(cmd.actor, "buyer")
+    offers: list[Hold] = []
+    released: tuple[Hold | None, InventoryChange] = (None, InventoryChange())
+    async with svc.uow() as uow:
+        entry = await uow.repo.get_waitlist_entry(cmd.entry_id)
+        if entry is None:
+            raise errors.NotFound("no such waitlist entry")
+        entry.ensure_owned_by(cmd.actor.user_id)
+        if not entry.active:
+            return
+        left = entry.moved("left")
+        await uow.repo.save_waitlist_entry(left)
+        uow.emit(WaitlistLeft.of(left))
+        if entry.offer_hold_id:
+            released = await uow.repo.end_hold(entry.offer_hold_id, "released")
+            if released[1]:
+                uow.emit(SeatsReleased.of(entry.event_id, "cancelled", released[1], hold_id=entry.offer_hold_id))
+                offers = await _offer_waitlist(uow, svc, entry.event_id, released[1])
+        await uow.commit()
+    metrics.WAITLIST.labels("left").inc()
+    hold, change = released
+    if hold is not None and hold.seats:
+        await _best_effort(hold.event_id, svc.locks.settle(hold.event_id, change.seats, hold_id=hold.id,
+                                                           unlock=hold.seats))
+    await _lock_offers(svc, offers)
+
+
+async def _offer_waitlist(uow: UnitOfWork, svc: Services, event_id: str, freed: InventoryChange) -> list[Hold]:
+    """Inside the transaction that returned inventory: offer it to the first waiting entries, FIFO, as real holds.
+
+    GA: an entry is offered its whole quantity when it fits; otherwise that section's queue waits (nobody
+    behind jumps the head). Seated: an entry takes the seats that came back in its scope; when it asked for
+    more, they stay held on its pending offer (not back on sale) until enough have come back, and only then
+    does the offer start (WaitlistOffered, TTL). Seats nobody in line wants stay on general sale.
+    Returns the holds whose seat locks Redis should record after the commit."""
+    seats = [c.seat_id for c in freed.seats if c.status == "available"]
+    ga = {g.section for g in freed.ga_sections if g.capacity - g.held - g.sold > 0}
+    if not seats and not ga:
+        return []
+    entries = await uow.repo.waiting_entries(event_id)
+    if not entries:
+        return []
+    sale = await svc.catalog.get(event_id)
+    ttl = timedelta(seconds=svc.settings.waitlist_offer_ttl_seconds)
+    terms = await uow.repo.sale_terms(event_id)
+    held: list[Hold] = []
+    blocked: set[str] = set()
+    for e in entries:
+        section = sale.layout.section(e.section) if e.section else None
+        if section is not None and section.kind == "ga":
+            if e.section not in ga or e.section in blocked:
+                continue
+            hold = Hold(new_id(), event_id, e.buyer_id, None, e.section, e.quantity, utcnow() + ttl,
+                        waitlist_entry_id=e.id)
+            change, _ = await uow.repo.reserve(hold)
+            if not hold.covered_by(change):
+                blocked.add(e.section)
+                continue
+            hold = hold.priced(terms)
+            await uow.repo.add_hold(hold)
+        else:
+            mine = [s for s in seats if e.section is None or s.split("-", 1)[0] == e.section]
+            if not mine:
+                continue
+            pending = await uow.repo.get_hold(e.offer_hold_id) if e.offer_hold_id else None
+            have = len(pending.seats or ()) if pending is not None and pending.status == "active" else 0
+            take = mine[:e.quantity - have]
+            if have:
+                extra = Hold(pending.id, event_id, e.buyer_id, tuple(take), None, len(take), pending.expires_at)
+                hold, change = await uow.repo.extend_hold(pending, take, extra.priced(terms).total)
+            else:
+                hold = Hold(new_id(), event_id, e.buyer_id, tuple(take), None, len(take), utcnow() + PENDING_OFFER,
+                            waitlist_entry_id=e.id)
+                change, _ = await uow.repo.reserve(hold)
+                got = tuple(c.seat_id for c in change.seats)
+                if not got:
+                    continue
+                hold = replace(hold, seats=got, quantity=len(got)).priced(terms)
+                await uow.repo.add_hold(hold)
+            if hold is None or not change:
+                continue
+            seats = [s for s in seats if s not in {c.seat_id for c in change.seats}]
+        uow.emit(SeatsHeld.of(hold, change))
+        held.append(hold)
+        if hold.quantity >= e.quantity:
+            expires = utcnow() + ttl
+            if hold.seats:
+                await uow.repo.set_hold_expiry(hold.id, expires)
+            hold = replace(hold, expires_at=expires)
+            offered = e.offered(hold.id, expires)
+            await uow.repo.save_waitlist_entry(offered)
+            uow.emit(WaitlistOffered.of(offered))
+            metrics.WAITLIST.labels("offered").inc()
+        else:  # still gathering seats for this entry: nothing behind it in this scope can go first
+            await uow.repo.save_waitlist_entry(replace(e, offer_hold_id=hold.id))
+        if not seats and not (ga - blocked):
+            break
+    return held
+
+
+async def _lock_offers(svc: Services, holds: list[Hold]) -> None:
+    """After the commit: record the offered seats' locks under their new hold (PostgreSQL already decided)."""
+    ttl_ms = int(svc.settings.waitlist_offer_ttl_seconds * 1000)
+    for h in holds:
+        if h.seats:
+            await _best_effort(h.event_id, svc.locks.acquire(h.event_id, h.seats, h.id, ttl_ms))
 
 
 async def _best_effort(event_id: str, redis_call: Awaitable[Any]) -> None:
@@ -327,6 +500,8 @@ HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]
     commands.ReleaseHold: release_hold,
     commands.Checkout: checkout,
     commands.CancelOrder: cancel_order,
+    commands.JoinWaitlist: join_waitlist,
+    commands.LeaveWaitlist: leave_waitlist,
 }
 
 
