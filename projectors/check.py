@@ -5,7 +5,8 @@ they diverge (0 when they agree, 2 when it cannot run):
 
 - per event: status; held/sold/available per section and in total (``events.counts``); every
   seat's status in the seat map; every order (status, total, buyer) in ``orders``; the organizer
-  stats (orders, seats, revenue, cancellations, per day);
+  stats (orders, seats, revenue, cancellations, per day); every waitlist entry (status, version, seq, buyer)
+  in ``waitlist``;
 - globally (unless ``--event`` or ``--no-global``): the analytics total and each daily rollup.
 
 The projection is asynchronous, so ``--settle S`` re-checks for up to S seconds until the models agree
@@ -38,7 +39,8 @@ def pg_truth(conn: psycopg.Connection, event_ids: list[str] | None) -> dict[str,
     where, args = ("WHERE event_id = ANY(%s::uuid[])", [event_ids]) if event_ids else ("", [])
     ev_where = "WHERE id = ANY(%s::uuid[])" if event_ids else ""
     truth: dict[str, Any] = {"events": {}, "seats": defaultdict(dict), "counts": defaultdict(lambda: defaultdict(
-        lambda: {"held": 0, "sold": 0, "capacity": 0})), "orders": {}, "stats": defaultdict(lambda: _stats())}
+        lambda: {"held": 0, "sold": 0, "capacity": 0})), "orders": {}, "stats": defaultdict(lambda: _stats()),
+        "waitlist": {}}
     with conn.cursor(row_factory=dict_row) as cur:
         for r in cur.execute(f"SELECT id::text, status, title FROM events {ev_where}", args):
             truth["events"][r["id"]] = r
@@ -60,6 +62,9 @@ def pg_truth(conn: psycopg.Connection, event_ids: list[str] | None) -> dict[str,
             _add(s, r["day"], orders=1, seats=r["quantity"], revenue=r["total"])
             if r["status"] == "cancelled":
                 _add(s, r["cday"], cancellations=1, cancelled_seats=r["quantity"], cancelled_revenue=r["total"])
+        for r in cur.execute(f"SELECT id::text, event_id::text, buyer_id::text, status, version, seq "
+                             f"FROM waitlist_entries {where}", args):
+            truth["waitlist"][r["id"]] = r
     return truth
 
 
@@ -149,6 +154,25 @@ def compare_orders(db, truth: dict[str, Any]) -> list[str]:
     return diffs
 
 
+def compare_waitlist(db, truth: dict[str, Any]) -> list[str]:
+    diffs: list[str] = []
+    ids = list(truth["waitlist"])
+    docs: dict[str, Any] = {}
+    for part in _chunks(ids):
+        for d in db.waitlist.find({"_id": {"$in": part}}, {"status": 1, "version": 1, "seq": 1, "buyer_id": 1}):
+            docs[d["_id"]] = d
+    for wid in sorted(ids):
+        w, d = truth["waitlist"][wid], docs.get(wid)
+        if d is None:
+            diffs.append(f"waitlist entry {wid} (event {w['event_id']}): missing from waitlist "
+                         f"(pg status {w['status']})")
+            continue
+        for k in ("status", "version", "seq", "buyer_id"):
+            if d.get(k) != w[k]:
+                diffs.append(f"waitlist entry {wid}: {k} mongo={d.get(k)} pg={w[k]}")
+    return diffs
+
+
 def compare_global(db, conn: psycopg.Connection) -> list[str]:
     diffs: list[str] = []
     with conn.cursor(row_factory=dict_row) as cur:
@@ -185,7 +209,7 @@ def check(settings: Settings, event_ids: list[str] | None = None, *, include_glo
             diffs = [f"event {e}: not in PostgreSQL" for e in missing]
         else:
             diffs = []
-        diffs += compare_events(db, truth) + compare_orders(db, truth)
+        diffs += compare_events(db, truth) + compare_orders(db, truth) + compare_waitlist(db, truth)
         if include_global and not event_ids:
             diffs += compare_global(db, conn)
     return diffs

@@ -24,7 +24,12 @@ ORDER_RANK = {"confirmed": 1, "cancelled": 2}
 RELEASE_PRIOR = {"expired": "held", "cancelled": "held", "order_cancelled": "sold"}  # event_cancelled: look it up
 INVENTORY_TYPES = {"SeatsHeld", "SeatsReleased", "OrderConfirmed"}
 LIFECYCLE_TYPES = {"EventCreated", "EventUpdated", "EventPublished", "EventCancelled"}
-KNOWN_TYPES = INVENTORY_TYPES | LIFECYCLE_TYPES | {"OrderCancelled", "VenueCreated"}
+WAITLIST_TYPES = {"WaitlistJoined", "WaitlistOffered", "OfferExpired", "WaitlistConverted", "WaitlistLeft"}
+WAITLIST_STATUSES = ("waiting", "offered", "converted", "expired", "left")
+# The waitlist read model keeps these entry fields (absolute state, EVENTS.md "waitlist entry").
+ENTRY_FIELDS = ("event_id", "buyer_id", "section", "quantity", "seq", "status", "offer", "version",
+                "created_at", "updated_at")
+KNOWN_TYPES = INVENTORY_TYPES | LIFECYCLE_TYPES | WAITLIST_TYPES | {"OrderCancelled", "VenueCreated"}
 
 
 class PoisonMessage(ValueError):
@@ -115,6 +120,23 @@ def _check_order(order: Any) -> None:
         parse_time(order["cancelled_at"])
 
 
+def _check_entry(entry: Any) -> None:
+    """A waitlist entry (absolute state). Debezium drops nulls, so ``section`` and ``offer`` may be absent."""
+    _req(isinstance(entry, dict), "waitlist event without an entry object")
+    _req(all(isinstance(entry.get(k), str) and entry[k] for k in ("id", "event_id", "buyer_id")),
+         "waitlist entry needs id, event_id, buyer_id")
+    _req(entry.get("status") in WAITLIST_STATUSES, f"unknown waitlist status {entry.get('status')!r}")
+    _req(all(_is_int(entry.get(k)) for k in ("quantity", "seq", "version")),
+         "waitlist entry needs integer quantity, seq, version")
+    _req(entry.get("section") is None or isinstance(entry["section"], str), "waitlist section must be a string")
+    parse_time(entry.get("created_at"))
+    parse_time(entry.get("updated_at"))
+    offer = entry.get("offer")
+    if offer is not None or entry["status"] == "offered":
+        _req(isinstance(offer, dict) and isinstance(offer.get("hold_id"), str), "offer needs a hold_id")
+        parse_time(offer.get("expires_at"))
+
+
 def parse_time(s: Any) -> datetime:
     try:
         return datetime.fromisoformat(str(s).replace("Z", "+00:00"))
@@ -154,6 +176,10 @@ def validate(env: Any) -> dict[str, Any]:
              f"unknown release reason {d.get('reason')!r}")
     if t in ("OrderConfirmed", "OrderCancelled"):
         _check_order(d.get("order"))
+    if t in WAITLIST_TYPES:
+        _check_entry(d.get("entry"))
+    if t == "OfferExpired":
+        _req(isinstance(d.get("reason"), str), "OfferExpired without a reason")
     if t == "VenueCreated":
         _req(isinstance(d.get("name"), str), "VenueCreated without a name")
     return env
@@ -361,6 +387,28 @@ def fold_orders(msgs: list[Msg]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def entry_doc(entry: dict[str, Any]) -> dict[str, Any]:
+    """The waitlist read-model fields of an entry. Every field is written, absent ones as null: the entry is
+    an absolute state, so a ``$set`` must clear an offer that is gone (Debezium drops null fields)."""
+    doc = {k: entry.get(k) for k in ENTRY_FIELDS}
+    offer = entry.get("offer")
+    doc["offer"] = {"hold_id": offer["hold_id"], "expires_at": offer["expires_at"]} if offer else None
+    return doc
+
+
+def fold_waitlist(msgs: list[Msg]) -> dict[str, dict[str, Any]]:
+    """entry id -> its newest state in this batch (highest entry ``version`` wins, whatever the order)."""
+    out: dict[str, dict[str, Any]] = {}
+    for msg in msgs:
+        if msg.type not in WAITLIST_TYPES:
+            continue
+        entry = msg.data["entry"]
+        cur = out.get(entry["id"])
+        if cur is None or entry["version"] > cur["version"]:
+            out[entry["id"]] = entry_doc(entry)
+    return out
+
+
 # Buyer notifications (query service: GET /api/v1/me/notifications/stream): outbox type -> SSE event name.
 NOTIFICATION_TYPES = {"OrderConfirmed": "order_confirmed", "OrderCancelled": "order_cancelled",
                       "WaitlistOffered": "waitlist_offer", "OfferExpired": "offer_expired"}
@@ -380,12 +428,14 @@ def notification(msg: Msg) -> tuple[str, str, dict[str, Any]] | None:
         data["order"] = {k: order[k] for k in ORDER_FIELDS if k in order}
         if msg.type == "OrderCancelled":
             data["reason"] = msg.data.get("reason")
-    else:  # waitlist events carry the entry (issue 6)
-        entry = msg.data.get("entry") or {}
+    else:  # waitlist events carry the entry; an offer's hold is in entry.offer (EVENTS.md)
+        entry = msg.data["entry"]
         buyer = entry.get("buyer_id")
-        data["entry"] = entry
-        if msg.data.get("offer"):
-            data["offer"] = msg.data["offer"]
+        data["entry"] = {"id": entry["id"], **{k: v for k, v in entry_doc(entry).items() if k != "buyer_id"}}
+        if data["entry"]["offer"]:  # waitlist_offer: the hold to check out and until when
+            data["offer"] = data["entry"]["offer"]
+        if msg.type == "OfferExpired":
+            data["reason"] = msg.data.get("reason")  # expired | declined | event_cancelled
     return (buyer, kind, data) if isinstance(buyer, str) else None
 
 

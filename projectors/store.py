@@ -5,7 +5,8 @@ No multi-document transactions exist here, so every document is kept exact on it
 - every counter document carries its own per-partition offset watermark (``wm``) and is written
   with compare-and-set on a document counter (``cv``): the watermark and the counters move together,
   a redelivered offset is skipped, a concurrent writer (a replay) makes the CAS fail and we re-read;
-- seats carry their row version (newest wins), orders their status rank (cancelled beats confirmed);
+- seats carry their row version (newest wins), orders their status rank (cancelled beats confirmed),
+  waitlist entries their entry version;
 - Debezium re-sends (same outbox id at a new offset) are dropped by the ``applied`` claims.
 
 FerretDB executes a multi-statement bulk update very slowly, so writes are single ``update_one`` calls
@@ -73,7 +74,7 @@ def ensure_indexes(db: Database) -> None:
     db.orders.create_index([("buyer_id", ASCENDING), ("created_at", DESCENDING)])
     db.orders.create_index([("event_id", ASCENDING)])
     db.waitlist.create_index([("buyer_id", ASCENDING), ("created_at", DESCENDING)])
-    db.waitlist.create_index([("event_id", ASCENDING), ("position", ASCENDING)])
+    db.waitlist.create_index([("event_id", ASCENDING), ("status", ASCENDING), ("seq", ASCENDING)])  # positions
 
 
 
@@ -96,7 +97,7 @@ class Store:
         self.redis = redis
         self.feed_maxlen = feed_maxlen
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
-        self.stages = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stage")
+        self.stages = ThreadPoolExecutor(max_workers=5, thread_name_prefix="stage")  # the stages of apply()
         self._feed = redis.register_script(FEED_LUA) if redis is not None else None
         self._notify = redis.register_script(NOTIFY_LUA) if redis is not None else None
         self.notify = True  # a rebuild turns buyer notifications off: it replays history, it does not re-tell it
@@ -130,8 +131,8 @@ class Store:
         """Apply validated messages (in log order per partition). Returns (applied msgs, read-model done time).
 
         1. venues and event lifecycle (EventCreated makes the seat-map rows the next step writes);
-        2. concurrently: the ``applied`` claims, the seat map (version-guarded) and the orders (rank-guarded):
-           the last two are safe against Debezium re-sends by themselves;
+        2. concurrently: the ``applied`` claims, the seat map (version-guarded), the orders (rank-guarded) and
+           the waitlist (version-guarded): the last three are safe against Debezium re-sends by themselves;
         3. concurrently, without the re-sends: event counters/stats and analytics rollups (watermark CAS);
         4. the live seat feed and the buyers' notifications, once the read models have the changes.
         """
@@ -147,6 +148,7 @@ class Store:
         claims_f = self.stages.submit(self.claim, msgs)
         seats_f = self.stages.submit(self.apply_seats, inventory)
         orders_f = self.stages.submit(self.apply_orders, orders)
+        waitlist_f = self.stages.submit(self.apply_waitlist, [m for m in msgs if m.type in P.WAITLIST_TYPES])
         msgs = claims_f.result()
         keep = {id(m) for m in msgs}
         per_event: dict[str, list[Msg]] = defaultdict(list)
@@ -160,7 +162,7 @@ class Store:
         prior = seats_f.result() if needs_prior else {}
         rollups_f = self.stages.submit(self.apply_rollups, [m for m in orders if id(m) in keep])
         feeds = self._parallel(lambda kv: self.apply_event_counters(kv[0], kv[1], prior), per_event.items())
-        for f in (seats_f, orders_f, rollups_f):
+        for f in (seats_f, orders_f, waitlist_f, rollups_f):
             f.result()
         done = time.time()
         if self.redis is not None:
@@ -330,6 +332,21 @@ class Store:
                 self.db.orders.update_one({"_id": oid, "rank": {"$lt": doc["rank"]}}, {"$set": doc}, upsert=True)
             except DuplicateKeyError:
                 pass  # already at this state or a later one
+        self._parallel(upgrade, dup)
+
+    # ------------------------------------------------------------------ waitlist entries
+    def apply_waitlist(self, msgs: list[Msg]) -> None:
+        """Entries are absolute states with a version: new ones are inserted, existing ones updated only by a
+        newer version (an older or equal one, from a redelivery or a replay, matches nothing)."""
+        entries = P.fold_waitlist(msgs)
+        if not entries:
+            return
+        docs = [{"_id": eid, **doc} for eid, doc in entries.items()]
+        dup = [docs[i] for i in sorted(insert_new(self.db.waitlist, docs))]
+
+        def upgrade(doc: dict[str, Any]) -> None:
+            eid = doc.pop("_id")
+            self.db.waitlist.update_one({"_id": eid, "version": {"$lt": doc["version"]}}, {"$set": doc})
         self._parallel(upgrade, dup)
 
     def _event_info(self, event_id: str) -> dict[str, Any]:

@@ -73,9 +73,12 @@ SEATS = obj(event_id=UUID, last_event_id=STR,
             general_admission=arr(obj(section=STR, capacity=INT, available=INT, held=INT, sold=INT, price=INT)))
 ORDER = obj(id=UUID, event=obj(id=UUID, title=STR, starts_at=TIME), status={"enum": ["confirmed", "cancelled"]},
             seats=arr(STR), section=STR, quantity=INT, total=INT, currency=STR, created_at=TIME)
-ENTRY = obj(id=UUID, event_id=UUID, position=INT,
-            status={"enum": ["waiting", "offered", "converted", "expired", "left"]},
-            offer=obj(hold_id=UUID, expires_at=TIME))
+ENTRY = obj(id=UUID, event_id=UUID,
+            position={**INT, "nullable": True, "minimum": 1,
+                      "description": "live rank among the event's waiting entries; null unless waiting"},
+            status={"enum": ["waiting", "offered", "converted", "expired", "left"]}, quantity=INT,
+            section={**STR, "description": "absent: any seated seat"},
+            offer={**obj(hold_id=UUID, expires_at=TIME), "description": "only while offered"}, created_at=TIME)
 DAY = obj(date={"type": "string", "format": "date"}, orders=INT, seats=INT, revenue=INT)
 STATS = obj(capacity=INT, sold=INT, held=INT, available=INT, utilization=NUM, revenue=INT, orders=INT,
             cancellations=INT, cancellation_rate=NUM, sales_by_day=arr(DAY))

@@ -5,6 +5,7 @@ Each function takes the database (and Redis for the feed position) and returns J
 """
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -34,6 +35,7 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await db.seatmap.create_index([("event_id", ASCENDING)])
     await db.orders.create_index([("buyer_id", ASCENDING), ("created_at", DESCENDING)])
     await db.waitlist.create_index([("buyer_id", ASCENDING), ("created_at", DESCENDING)])
+    await db.waitlist.create_index([("event_id", ASCENDING), ("status", ASCENDING), ("seq", ASCENDING)])
 
 
 def list_filter(q: str | None, category: str | None, city: str | None, starts_after: str | None,
@@ -152,8 +154,8 @@ async def my_orders(db: AsyncDatabase, buyer_id: str, page: int, page_size: int)
     return {"items": items, "page": page, "page_size": page_size, "total": total}
 
 
-def _entry(doc: dict[str, Any]) -> dict[str, Any]:
-    out = {"id": doc["_id"], "event_id": doc.get("event_id"), "position": doc.get("position"),
+def _entry(doc: dict[str, Any], position: int | None) -> dict[str, Any]:
+    out = {"id": doc["_id"], "event_id": doc.get("event_id"), "position": position,
            "status": doc.get("status"), "quantity": doc.get("quantity"), "created_at": doc.get("created_at")}
     if doc.get("section"):
         out["section"] = doc["section"]
@@ -162,12 +164,24 @@ def _entry(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+async def _position(db: AsyncDatabase, doc: dict[str, Any]) -> int | None:
+    """The live rank of a waiting entry: 1 + the event's waiting entries with a smaller FIFO ticket ``seq``.
+    Not stored, so everyone behind moves up the moment someone ahead leaves or is offered seats."""
+    if doc.get("status") != "waiting" or doc.get("seq") is None:
+        return None
+    ahead = await db.waitlist.count_documents({"event_id": doc.get("event_id"), "status": "waiting",
+                                               "seq": {"$lt": doc["seq"]}})
+    return ahead + 1
+
+
 async def my_waitlist(db: AsyncDatabase, buyer_id: str, page: int, page_size: int) -> dict[str, Any]:
     flt = {"buyer_id": buyer_id}
     total = await db.waitlist.count_documents(flt)
     cursor = db.waitlist.find(flt).sort([("created_at", DESCENDING), ("_id", ASCENDING)]) \
         .skip((page - 1) * page_size).limit(page_size)
-    items = [_entry(d) async for d in cursor]
+    docs = await cursor.to_list(None)
+    positions = await asyncio.gather(*(_position(db, d) for d in docs))  # one count per waiting entry
+    items = [_entry(d, p) for d, p in zip(docs, positions)]
     return {"items": items, "page": page, "page_size": page_size, "total": total}
 
 

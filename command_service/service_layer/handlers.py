@@ -172,7 +172,9 @@ async def cancel_event(cmd: commands.CancelEvent, svc: Services) -> Event:
         for entry in await uow.repo.active_entries(event.id):  # the queue ends with the event
             ended = entry.moved("expired")
             await uow.repo.save_waitlist_entry(ended)
-            uow.emit(OfferExpired.of(ended, reason="event_cancelled"))
+            # an offer holder is told the offer is gone; someone only waiting just leaves the queue
+            kind = OfferExpired if entry.status == "offered" else WaitlistLeft
+            uow.emit(kind.of(ended, reason="event_cancelled"))
         await uow.commit()
     svc.catalog.forget(event.id)
     metrics.ORDER_CANCELLATIONS.labels("event_cancelled").inc(len(orders))

@@ -60,6 +60,15 @@ class Api:
     def cancel_event(self, token: str, event_id: str) -> dict[str, Any]:
         return self.call("POST", f"/api/v1/events/{event_id}/cancel", token)
 
+    def join_waitlist(self, buyer: str, event_id: str, quantity: int, section: str | None = None,
+                      expect: int | tuple[int, ...] = 201) -> dict[str, Any]:
+        """201 {id, position, ...}; with another ``expect``, the error body."""
+        body: dict[str, Any] = {"quantity": quantity, **({"section": section} if section else {})}
+        return self.call("POST", f"/api/v1/events/{event_id}/waitlist", buyer, expect=expect, json=body)
+
+    def leave_waitlist(self, buyer: str, entry_id: str) -> None:
+        self.call("DELETE", f"/api/v1/waitlist/{entry_id}", buyer, expect=204)
+
     def traffic(self, organizer: str, buyer: str, event_id: str) -> dict[str, Any]:
         """A mix of every inventory change on one event: holds, orders, releases, cancellations, GA."""
         out: dict[str, Any] = {"orders": [], "held": []}

@@ -52,11 +52,10 @@ def test_resume_with_last_event_id_has_no_gap_and_no_duplicate(api, organizer, b
     url = stream_url(base(settings), ev["id"])
     seats = [f"A-2-{n}" for n in range(1, 9)]
     with SseClient(url, {"Last-Event-ID": snap["last_event_id"]}) as sse:
-        for seat in seats:
-            api.hold(buyer[1], ev["id"], [seat])
         everything: list = []
-        while set(seats) - set(seat_changes(everything)):
-            everything.append(sse.next(30))
+        for seat in seats:  # one hold at a time, each seen before the next: one feed entry each
+            api.hold(buyer[1], ev["id"], [seat])
+            everything += sse.until(lambda f: seat in seat_changes([f]))
     ids = [f.id for f in everything]
     assert len(ids) == len(set(ids)) and ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
     # Reconnect from the first frame: exactly the frames after it, in order, none twice.

@@ -43,6 +43,19 @@ CREATED = {"title": "T", "sections": [{"code": "A", "kind": "seated", "capacity"
     ({"type": "SeatsReleased", "id": "x", "aggregate_id": "e", "data": {"reason": "why"}}, "unknown release reason"),
     ({"type": "EventPublished", "id": "x", "aggregate_id": "e", "schema_version": 9, "data": {"version": 2}},
      "unsupported schema_version"),
+    ({"type": "WaitlistJoined", "id": "x", "aggregate_id": "e", "data": {}}, "without an entry"),
+    ({"type": "WaitlistLeft", "id": "x", "aggregate_id": "e", "data": {"entry": {"id": "w"}}}, "needs id, event_id"),
+    ({"type": "WaitlistJoined", "id": "x", "aggregate_id": "e", "data": {"entry": {
+        "id": "w", "event_id": "e", "buyer_id": "b", "status": "queued"}}}, "unknown waitlist status"),
+    ({"type": "WaitlistJoined", "id": "x", "aggregate_id": "e", "data": {"entry": {
+        "id": "w", "event_id": "e", "buyer_id": "b", "status": "waiting", "quantity": "2", "seq": 1, "version": 1}}},
+     "integer quantity"),
+    ({"type": "WaitlistOffered", "id": "x", "aggregate_id": "e", "data": {"entry": {
+        "id": "w", "event_id": "e", "buyer_id": "b", "status": "offered", "quantity": 1, "seq": 1, "version": 2,
+        "created_at": "2026-11-21T10:00:00Z", "updated_at": "2026-11-21T10:00:00Z"}}}, "offer needs a hold_id"),
+    ({"type": "OfferExpired", "id": "x", "aggregate_id": "e", "data": {"entry": {
+        "id": "w", "event_id": "e", "buyer_id": "b", "status": "expired", "quantity": 1, "seq": 1, "version": 3,
+        "created_at": "2026-11-21T10:00:00Z", "updated_at": "yesterday"}}}, "bad timestamp"),
 ])
 def test_malformed_envelopes_are_poison(env, error):
     with pytest.raises(P.PoisonMessage, match=error):
@@ -50,7 +63,7 @@ def test_malformed_envelopes_are_poison(env, error):
 
 
 def test_unknown_types_and_missing_optional_fields_pass():
-    P.validate({"type": "WaitlistJoined", "id": "x", "aggregate_id": "e", "data": {}})
+    P.validate({"type": "SomethingNew", "id": "x", "aggregate_id": "e", "data": {}})
     # Debezium drops empty arrays: SeatsHeld for GA has no "seats" key at all
     P.validate({"type": "SeatsHeld", "id": "x", "aggregate_id": "e", "data": {
         "hold": {"id": "h"}, "ga_sections": [{"section": "GA", "capacity": 5, "held": 1, "sold": 0, "version": 2}]}})
@@ -193,3 +206,53 @@ def test_event_cancel_prior_statuses_do_not_collide_across_partitions():
     state, _ = P.fold_event_counters({**state, "stats": P.empty_stats(), "wm": {}},
                                      [sold[0][0], sold[1][0], release], prior)
     assert state["counts"]["A"]["sold"] == 0 and state["counts"]["A"]["held"] == 0
+
+
+def entry(status: str = "waiting", version: int = 1, *, eid: str = "w1", seq: int = 1, offer: dict | None = None,
+          section: str | None = None, quantity: int = 1) -> dict:
+    """A waitlist entry as Debezium delivers it: null fields (section, offer) are dropped."""
+    e = {"id": eid, "event_id": EV, "buyer_id": "b", "quantity": quantity, "seq": seq, "status": status,
+         "version": version, "created_at": "2026-11-21T10:00:00Z", "updated_at": "2026-11-21T10:05:00Z"}
+    if offer:
+        e["offer"] = offer
+    if section:
+        e["section"] = section
+    return e
+
+
+OFFER = {"hold_id": "h1", "expires_at": "2026-11-21T10:15:00Z"}
+
+
+def test_waitlist_events_validate_with_null_fields_dropped():
+    P.validate({"type": "WaitlistJoined", "id": "x", "aggregate_id": EV, "data": {"entry": entry()}})
+    m = msg(1, "WaitlistOffered", {"entry": entry("offered", 2, offer=OFFER, section="GA", quantity=3)})
+    assert P.fold_waitlist([m])["w1"]["section"] == "GA"
+    with pytest.raises(P.PoisonMessage, match="without a reason"):
+        msg(2, "OfferExpired", {"entry": entry("expired", 3)})
+
+
+def test_waitlist_newest_entry_version_wins_whatever_the_order():
+    joined = msg(1, "WaitlistJoined", {"entry": entry()})
+    offered = msg(2, "WaitlistOffered", {"entry": entry("offered", 2, offer=OFFER)})
+    expired = msg(3, "OfferExpired", {"entry": entry("expired", 3), "reason": "expired"})
+    other = msg(4, "WaitlistJoined", {"entry": entry(eid="w2", seq=2)})
+    for batch in ([joined, offered, expired, other], [expired, other, offered, joined]):
+        out = P.fold_waitlist(batch)
+        assert set(out) == {"w1", "w2"}
+        assert out["w1"]["status"] == "expired" and out["w1"]["version"] == 3 and out["w1"]["seq"] == 1
+        # absolute state: the offer is gone, and the document says so (null), so a $set clears the old one
+        assert out["w1"]["offer"] is None and out["w1"]["section"] is None
+    assert P.fold_waitlist([offered])["w1"]["offer"] == OFFER
+    assert P.fold_waitlist([msg(5, "OrderConfirmed", {"order": order("o1"), "seats": []})]) == {}
+
+
+def test_waitlist_notifications_carry_the_offer():
+    offered = msg(2, "WaitlistOffered", {"entry": entry("offered", 2, offer=OFFER)})
+    buyer, kind, data = P.notification(offered)
+    assert (buyer, kind) == ("b", "waitlist_offer")
+    assert data["offer"] == OFFER and data["entry"]["id"] == "w1" and data["entry"]["status"] == "offered"
+    assert data["entry"]["event_id"] == EV and "buyer_id" not in data["entry"]
+    buyer, kind, data = P.notification(msg(3, "OfferExpired", {"entry": entry("expired", 3), "reason": "declined"}))
+    assert (buyer, kind, data["reason"]) == ("b", "offer_expired", "declined") and "offer" not in data
+    assert P.notification(msg(1, "WaitlistJoined", {"entry": entry()})) is None
+    assert P.notification(msg(4, "WaitlistLeft", {"entry": entry("left", 2)})) is None
