@@ -278,22 +278,22 @@ async def notification_stream(request: Request) -> Response:
     return _sse(request, request.app.state.notify_hub, f"notify:{p.user_id}")
 
 
-async def my_orders(request: Request) -> Response:
+async def _buyers_page(request: Request, view: Callable[..., Awaitable[Any]]) -> Response:
+    """One page of the calling buyer's own documents (orders, waitlist entries)."""
     p = principal(request)
     require(p, "buyer")
     bad: dict[str, str] = {}
     page, page_size = _paging(request, bad)
     _check(bad)
-    return private_json(await views.my_orders(request.app.state.db, p.user_id, page, page_size))
+    return private_json(await view(request.app.state.db, p.user_id, page, page_size))
+
+
+async def my_orders(request: Request) -> Response:
+    return await _buyers_page(request, views.my_orders)
 
 
 async def my_waitlist(request: Request) -> Response:
-    p = principal(request)
-    require(p, "buyer")
-    bad: dict[str, str] = {}
-    page, page_size = _paging(request, bad)
-    _check(bad)
-    return private_json(await views.my_waitlist(request.app.state.db, p.user_id, page, page_size))
+    return await _buyers_page(request, views.my_waitlist)
 
 
 async def organizer_stats(request: Request) -> Response:
