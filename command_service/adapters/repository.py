@@ -288,13 +288,22 @@ class Repository:
         return [_hold(r) for r in rows]
 
     async def extend_hold(self, hold: Hold, seats: list[str], added_total: int) -> tuple[Hold | None, InventoryChange]:
-        """A pending waitlist offer takes more seats that came back (only those still available)."""
-        taken, updated = await self.run(
-            ("UPDATE seats s SET status = 'held', hold_id = %s, version = s.version + 1 WHERE s.event_id = %s "
-             "AND s.seat_id = ANY(%s) AND s.status = 'available' " + SEAT_CHANGE, (hold.id, hold.event_id, seats)),
-            ("UPDATE holds SET seats = seats || %s::text[], quantity = quantity + %s, total = total + %s "
-             "WHERE id = %s AND status = 'active' RETURNING *", (seats, len(seats), added_total, hold.id)))
-        return (_hold(updated[0]) if updated else None), _seats(taken)
+        """A pending waitlist offer takes more seats that came back. The hold row changes only if every seat
+        was still available; (None, the seats taken) otherwise, and the caller must fail the transaction."""
+        rows, = await self.run((
+            "WITH s AS (UPDATE seats s SET status = 'held', hold_id = %(hold)s, version = s.version + 1 "
+            "WHERE s.event_id = %(event)s AND s.seat_id = ANY(%(seats)s) AND s.status = 'available' " + SEAT_CHANGE
+            + "), h AS (UPDATE holds SET seats = seats || %(seats)s::text[], quantity = quantity + %(n)s, "
+            "total = total + %(total)s WHERE id = %(hold)s AND status = 'active' "
+            "AND (SELECT count(*) FROM s) = %(n)s RETURNING *) "
+            "SELECT (SELECT row_to_json(h) FROM h) AS hold, (SELECT coalesce(json_agg(s), '[]') FROM s) AS seat_rows",
+            {"hold": hold.id, "event": hold.event_id, "seats": seats, "n": len(seats), "total": added_total}))
+        r = rows[0]
+        if r["hold"] is None:
+            return None, _seats(r["seat_rows"])
+        h = r["hold"]
+        h["expires_at"] = datetime.fromisoformat(h["expires_at"])
+        return _hold(h), _seats(r["seat_rows"])
 
     async def set_hold_expiry(self, hold_id: str, expires_at: datetime) -> None:
         self.queue("UPDATE holds SET expires_at = %s WHERE id = %s", (expires_at, hold_id))

@@ -444,6 +444,8 @@ async def _offer_waitlist(uow: UnitOfWork, svc: Services, event_id: str, freed: 
             if have:
                 extra = Hold(pending.id, event_id, e.buyer_id, tuple(take), None, len(take), pending.expires_at)
                 hold, change = await uow.repo.extend_hold(pending, take, extra.priced(terms).total)
+                if hold is None:  # cannot happen while we hold the returned rows; never leave half a change
+                    raise TransientConflict(f"pending offer {pending.id} could not take {take}")
             else:
                 hold = Hold(new_id(), event_id, e.buyer_id, tuple(take), None, len(take), utcnow() + PENDING_OFFER,
                             waitlist_entry_id=e.id)
@@ -453,8 +455,6 @@ async def _offer_waitlist(uow: UnitOfWork, svc: Services, event_id: str, freed: 
                     continue
                 hold = replace(hold, seats=got, quantity=len(got)).priced(terms)
                 await uow.repo.add_hold(hold)
-            if hold is None or not change:
-                continue
             seats = [s for s in seats if s not in {c.seat_id for c in change.seats}]
         uow.emit(SeatsHeld.of(hold, change))
         held.append(hold)

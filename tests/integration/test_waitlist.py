@@ -150,3 +150,32 @@ async def test_leaving_hands_an_offer_on_and_is_repeatable(api, organizer, pg):
     assert (await api.call("DELETE", f"/api/v1/waitlist/{e1}", first)).status == 204
     rows = await entries(pg, ev["id"])
     assert [r["status"] for r in rows] == ["left", "offered"]
+
+
+async def test_returned_seats_wait_on_a_pending_offer_until_enough_came_back(api, organizer, pg):
+    owner = api.buyer_token()
+    ev = await api.on_sale_event(organizer[1], [seated(seats=2)])
+    orders = []
+    for seat in ("A-1-1", "A-1-2"):  # two separate orders of one seat
+        h = await api.hold(owner, ev["id"], seats=[seat])
+        orders.append((await api.checkout(owner, h.body["id"])).body)
+    wants_two, stranger = api.buyer_token(), api.buyer_token()
+    await join(api, wants_two, ev["id"], quantity=2)
+
+    await api.call("POST", f"/api/v1/orders/{orders[0]['id']}/cancel", owner)
+    entry = (await entries(pg, ev["id"]))[0]
+    assert entry["status"] == "waiting" and entry["offer_hold_id"] is not None  # gathering, not offered yet
+    cur = await pg.execute("SELECT status, hold_id FROM seats WHERE event_id = %s AND seat_id = 'A-1-1'", (ev["id"],))
+    assert await cur.fetchone() == {"status": "held", "hold_id": entry["offer_hold_id"]}  # not back on sale
+    assert (await api.hold(stranger, ev["id"], seats=["A-1-1"])).status == 409
+
+    await api.call("POST", f"/api/v1/orders/{orders[1]['id']}/cancel", owner)
+    entry = (await entries(pg, ev["id"]))[0]
+    assert entry["status"] == "offered"
+    cur = await pg.execute("SELECT seats, quantity, total, expires_at < now() + interval '1 hour' AS ticking "
+                           "FROM holds WHERE id = %s", (entry["offer_hold_id"],))
+    hold = await cur.fetchone()
+    assert sorted(hold["seats"]) == ["A-1-1", "A-1-2"] and hold["quantity"] == 2 and hold["total"] == 2000
+    assert hold["ticking"]  # the offer's clock started only now
+    done = await api.checkout(wants_two, str(entry["offer_hold_id"]))
+    assert done.status == 201 and sorted(done.body["seats"]) == ["A-1-1", "A-1-2"]
