@@ -35,6 +35,16 @@ def _chunks(xs: list[Any], n: int = 500) -> Iterable[list[Any]]:
         yield xs[i:i + n]
 
 
+def _docs_by_id(collection, ids: list[str], fields: dict[str, int]) -> dict[str, Any]:
+    """The documents of ``ids``. FerretDB 1.24 answers an ``_id: {$in}`` query by scanning the collection,
+    so many ids are read in ONE scan (filtered here) rather than one scan per 500 ids."""
+    if len(ids) <= 2000:
+        parts = [collection.find({"_id": {"$in": part}}, fields) for part in _chunks(ids)]
+        return {d["_id"]: d for cursor in parts for d in cursor}
+    wanted = set(ids)
+    return {d["_id"]: d for d in collection.find({}, fields) if d["_id"] in wanted}
+
+
 def pg_truth(conn: psycopg.Connection, event_ids: list[str] | None) -> dict[str, Any]:
     where, args = ("WHERE event_id = ANY(%s::uuid[])", [event_ids]) if event_ids else ("", [])
     ev_where = "WHERE id = ANY(%s::uuid[])" if event_ids else ""
@@ -139,10 +149,7 @@ def compare_events(db, truth: dict[str, Any]) -> list[str]:
 def compare_orders(db, truth: dict[str, Any]) -> list[str]:
     diffs: list[str] = []
     ids = list(truth["orders"])
-    docs: dict[str, Any] = {}
-    for part in _chunks(ids):
-        for d in db.orders.find({"_id": {"$in": part}}, {"status": 1, "total": 1, "buyer_id": 1, "event_id": 1}):
-            docs[d["_id"]] = d
+    docs = _docs_by_id(db.orders, ids, {"status": 1, "total": 1, "buyer_id": 1, "event_id": 1})
     for oid in sorted(ids):
         o, d = truth["orders"][oid], docs.get(oid)
         if d is None:
@@ -157,10 +164,7 @@ def compare_orders(db, truth: dict[str, Any]) -> list[str]:
 def compare_waitlist(db, truth: dict[str, Any]) -> list[str]:
     diffs: list[str] = []
     ids = list(truth["waitlist"])
-    docs: dict[str, Any] = {}
-    for part in _chunks(ids):
-        for d in db.waitlist.find({"_id": {"$in": part}}, {"status": 1, "version": 1, "seq": 1, "buyer_id": 1}):
-            docs[d["_id"]] = d
+    docs = _docs_by_id(db.waitlist, ids, {"status": 1, "version": 1, "seq": 1, "buyer_id": 1})
     for wid in sorted(ids):
         w, d = truth["waitlist"][wid], docs.get(wid)
         if d is None:
