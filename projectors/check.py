@@ -146,35 +146,31 @@ def compare_events(db, truth: dict[str, Any]) -> list[str]:
     return diffs
 
 
-def compare_orders(db, truth: dict[str, Any]) -> list[str]:
+def compare_documents(collection, rows: dict[str, dict[str, Any]], fields: tuple[str, ...], what: str,
+                      where: str) -> list[str]:
+    """Each PostgreSQL row of ``rows`` (id -> row) against its read-model document, field by field."""
     diffs: list[str] = []
-    ids = list(truth["orders"])
-    docs = _docs_by_id(db.orders, ids, {"status": 1, "total": 1, "buyer_id": 1, "event_id": 1})
-    for oid in sorted(ids):
-        o, d = truth["orders"][oid], docs.get(oid)
+    ids = list(rows)
+    docs = _docs_by_id(collection, ids, {f: 1 for f in fields})
+    for rid in sorted(ids):
+        r, d = rows[rid], docs.get(rid)
         if d is None:
-            diffs.append(f"order {oid} (event {o['event_id']}): missing from orders (pg status {o['status']})")
+            diffs.append(f"{what} {rid} (event {r['event_id']}): missing from {where} (pg status {r['status']})")
             continue
-        for k in ("status", "total", "buyer_id", "event_id"):
-            if d.get(k) != o[k]:
-                diffs.append(f"order {oid}: {k} mongo={d.get(k)} pg={o[k]}")
+        for k in fields:
+            if d.get(k) != r[k]:
+                diffs.append(f"{what} {rid}: {k} mongo={d.get(k)} pg={r[k]}")
     return diffs
+
+
+def compare_orders(db, truth: dict[str, Any]) -> list[str]:
+    return compare_documents(db.orders, truth["orders"], ("status", "total", "buyer_id", "event_id"), "order",
+                             "orders")
 
 
 def compare_waitlist(db, truth: dict[str, Any]) -> list[str]:
-    diffs: list[str] = []
-    ids = list(truth["waitlist"])
-    docs = _docs_by_id(db.waitlist, ids, {"status": 1, "version": 1, "seq": 1, "buyer_id": 1})
-    for wid in sorted(ids):
-        w, d = truth["waitlist"][wid], docs.get(wid)
-        if d is None:
-            diffs.append(f"waitlist entry {wid} (event {w['event_id']}): missing from waitlist "
-                         f"(pg status {w['status']})")
-            continue
-        for k in ("status", "version", "seq", "buyer_id"):
-            if d.get(k) != w[k]:
-                diffs.append(f"waitlist entry {wid}: {k} mongo={d.get(k)} pg={w[k]}")
-    return diffs
+    return compare_documents(db.waitlist, truth["waitlist"], ("status", "version", "seq", "buyer_id"),
+                             "waitlist entry", "waitlist")
 
 
 def compare_global(db, conn: psycopg.Connection) -> list[str]:

@@ -426,14 +426,18 @@ class Store:
 
     # ------------------------------------------------------------------ buyers' notifications
     def notify_buyers(self, msgs: list[Msg]) -> None:
-        """Append each buyer-facing message to ``notify:<buyer>`` (at most once per outbox id)."""
+        """Append each buyer-facing message to ``notify:<buyer>`` (at most once per outbox id), in one round trip."""
+        pipe = None
         for m in msgs:
             n = P.notification(m)
             if n is not None:
                 buyer, kind, data = n
-                self._notify(keys=notify_keys(buyer), args=[m.id, NOTIFY_MAXLEN, kind,
-                                                            json.dumps(data, separators=(",", ":")),
-                                                            NOTIFY_SEEN_TTL_S])
+                pipe = pipe or self.redis.pipeline(transaction=False)
+                self._notify(keys=notify_keys(buyer), client=pipe,
+                             args=[m.id, NOTIFY_MAXLEN, kind, json.dumps(data, separators=(",", ":")),
+                                   NOTIFY_SEEN_TTL_S])
+        if pipe is not None:
+            pipe.execute()
 
     # ------------------------------------------------------------------ live seat feed
     def append_feed(self, event_id: str, msgs: list[Msg], counts: dict[str, Any], done: float) -> str | None:

@@ -4,8 +4,7 @@ The projector appends each applied batch of seat changes to the Redis Stream ``f
 (and buyer notifications to ``notify:<buyer_id>``); the stream entry id is the SSE ``id``
 (monotonic per stream). Here:
 
-* ``StreamHub.subscribe(key, last_id)`` gives a ``Subscription``: an async iterator of pre-encoded
-  SSE frames. The first subscriber of a key starts that key's reader task (``XREAD BLOCK``, one
+* ``StreamHub.stream(key, last_id)`` is an async iterator of pre-encoded SSE frames. The first subscriber of a key starts that key's reader task (``XREAD BLOCK``, one
   Redis connection), the last one to leave stops it after ``linger`` seconds. Never one backend
   reader per connection.
 * Each subscriber has a bounded queue. The reader never awaits a subscriber: a full queue marks
@@ -87,11 +86,9 @@ HEARTBEAT = b": ping\r\n\r\n"  # a comment line: EventSource ignores it, proxies
 RESET_FRAME_DATA = json.dumps({"reason": "position no longer retained; refetch the snapshot"})
 
 
-@dataclass(eq=False)
-class Subscription:
-    key: str
-    queue: asyncio.Queue  # Batch, HEARTBEAT, or None: the end (the queue is cleared first, so None always fits)
-    dropped: bool = False
+# A subscriber is its bounded queue of Batch | HEARTBEAT | None (None = the end; the queue is cleared
+# first, so None always fits).
+Subscriber = asyncio.Queue
 
 
 class _Reader:
@@ -99,7 +96,7 @@ class _Reader:
 
     def __init__(self, hub: "StreamHub", key: str, kind: str) -> None:
         self.hub, self.key, self.kind = hub, key, kind
-        self.subscribers: set[Subscription] = set()
+        self.subscribers: set[Subscriber] = set()
         self.position = ZERO
         self.ready = asyncio.Event()
         self.idle_since: float | None = None
@@ -130,11 +127,10 @@ class _Reader:
                 ids, frames = [], []
                 for _, entries in got or ():
                     for entry_id, fields in entries:
-                        eid = _s(entry_id)
-                        self.position = eid
-                        frame = self.hub.encoder(eid, {_s(k): _s(v) for k, v in fields.items()})
+                        self.position = _s(entry_id)
+                        frame = self.hub.frame(entry_id, fields)
                         if frame is not None:
-                            ids.append(parse_id(eid))
+                            ids.append(parse_id(self.position))
                             frames.append(frame)
                 if frames:
                     FRAMES.labels(self.kind).inc(len(frames))
@@ -148,24 +144,24 @@ class _Reader:
             if self.hub.readers.get(self.key) is self:
                 del self.hub.readers[self.key]
             for sub in list(self.subscribers):  # a dying reader ends its streams; clients resume
-                self.drop(sub, dropped=False)
+                self.drop(sub)
 
     def fan_out(self, batch: Batch | bytes) -> None:
         for sub in list(self.subscribers):
             try:
-                sub.queue.put_nowait(batch)
+                sub.put_nowait(batch)
             except asyncio.QueueFull:
                 DROPPED.labels(self.kind).inc()
-                self.drop(sub, dropped=True)
+                self.drop(sub)
 
-    def drop(self, sub: Subscription, *, dropped: bool) -> None:
+    def drop(self, sub: Subscriber) -> None:
+        """End a subscriber's stream (too slow, gone, or this reader stops)."""
         if sub in self.subscribers:
             self.subscribers.discard(sub)
             SUBSCRIBERS.labels(self.kind).dec()
-        sub.dropped = sub.dropped or dropped
-        while not sub.queue.empty():  # what it missed comes back through Last-Event-ID
-            sub.queue.get_nowait()
-        sub.queue.put_nowait(None)
+        while not sub.empty():  # what it missed comes back through Last-Event-ID
+            sub.get_nowait()
+        sub.put_nowait(None)
 
 
 class StreamHub:
@@ -192,9 +188,13 @@ class StreamHub:
             raise reader.error
         return reader
 
-    async def stream(self, key: str, last_id: str | None, *, is_disconnected=None) -> AsyncIterator[bytes]:
+    def frame(self, entry_id: Any, fields: dict[Any, Any]) -> bytes | None:
+        eid = _s(entry_id)
+        return self.encoder(eid, {_s(k): _s(v) for k, v in fields.items()})
+
+    async def stream(self, key: str, last_id: str | None) -> AsyncIterator[bytes]:
         """SSE frames for ``key`` after ``last_id`` (None: from now on)."""
-        sub = Subscription(key, asyncio.Queue(self.queue_size))
+        sub: Subscriber = asyncio.Queue(self.queue_size)
         reader = await self._reader(key)
         reader.subscribers.add(sub)
         reader.idle_since = None
@@ -213,18 +213,17 @@ class StreamHub:
                 while True:
                     page = await self.redis.xrange(key, min=f"({cursor}", max="+", count=self.batch)
                     for entry_id, fields in page:
-                        eid = _s(entry_id)
-                        frame = self.encoder(eid, {_s(k): _s(v) for k, v in fields.items()})
-                        sent = parse_id(eid)
+                        frame = self.frame(entry_id, fields)
+                        sent = parse_id(_s(entry_id))
                         if frame is not None:
                             yield frame
                     if len(page) < self.batch:
                         break
                     cursor = _s(page[-1][0])
             while True:
-                batches = [await sub.queue.get()]
-                while not sub.queue.empty():  # a client that fell behind gets what piled up in one write
-                    batches.append(sub.queue.get_nowait())
+                batches = [await sub.get()]
+                while not sub.empty():  # a client that fell behind gets what piled up in one write
+                    batches.append(sub.get_nowait())
                 chunks = []
                 for batch in batches:
                     if batch is None:
@@ -237,10 +236,10 @@ class StreamHub:
                         sent = batch.ids[-1]
                 if chunks:
                     yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                if batches[-1] is None or None in batches:
+                if None in batches:
                     return
         finally:
-            reader.drop(sub, dropped=False)
+            reader.drop(sub)
 
     async def must_reset(self, key: str, last_id: str) -> bool:
         if not STREAM_ID.match(last_id):

@@ -418,17 +418,18 @@ async def _offer_waitlist(uow: UnitOfWork, svc: Services, event_id: str, freed: 
         return []
     sale = await svc.catalog.get(event_id)
     ttl = timedelta(seconds=svc.settings.waitlist_offer_ttl_seconds)
-    terms = await uow.repo.sale_terms(event_id)
+    terms = None  # the event's prices: from the first reserve, or read when only a pending offer grows
     held: list[Hold] = []
     blocked: set[str] = set()
     for e in entries:
         section = sale.layout.section(e.section) if e.section else None
+        have = 0  # seats already gathered on the entry's pending offer
         if section is not None and section.kind == "ga":
             if e.section not in ga or e.section in blocked:
                 continue
             hold = Hold(new_id(), event_id, e.buyer_id, None, e.section, e.quantity, utcnow() + ttl,
                         waitlist_entry_id=e.id)
-            change, _ = await uow.repo.reserve(hold)
+            change, terms = await uow.repo.reserve(hold)
             if not hold.covered_by(change):
                 blocked.add(e.section)
                 continue
@@ -442,28 +443,29 @@ async def _offer_waitlist(uow: UnitOfWork, svc: Services, event_id: str, freed: 
             have = len(pending.seats or ()) if pending is not None and pending.status == "active" else 0
             take = mine[:e.quantity - have]
             if have:
+                terms = terms or await uow.repo.sale_terms(event_id)
                 extra = Hold(pending.id, event_id, e.buyer_id, tuple(take), None, len(take), pending.expires_at)
                 hold, change = await uow.repo.extend_hold(pending, take, extra.priced(terms).total)
                 if hold is None:  # cannot happen while we hold the returned rows; never leave half a change
                     raise TransientConflict(f"pending offer {pending.id} could not take {take}")
             else:
-                hold = Hold(new_id(), event_id, e.buyer_id, tuple(take), None, len(take), utcnow() + PENDING_OFFER,
+                hold = Hold(new_id(), event_id, e.buyer_id, tuple(take), None, len(take), utcnow() + ttl,
                             waitlist_entry_id=e.id)
-                change, _ = await uow.repo.reserve(hold)
+                change, terms = await uow.repo.reserve(hold)
                 got = tuple(c.seat_id for c in change.seats)
                 if not got:
                     continue
-                hold = replace(hold, seats=got, quantity=len(got)).priced(terms)
+                expires = hold.expires_at if len(got) >= e.quantity else utcnow() + PENDING_OFFER
+                hold = replace(hold, seats=got, quantity=len(got), expires_at=expires).priced(terms)
                 await uow.repo.add_hold(hold)
             seats = [s for s in seats if s not in {c.seat_id for c in change.seats}]
         uow.emit(SeatsHeld.of(hold, change))
         held.append(hold)
         if hold.quantity >= e.quantity:
-            expires = utcnow() + ttl
-            if hold.seats:
-                await uow.repo.set_hold_expiry(hold.id, expires)
-            hold = replace(hold, expires_at=expires)
-            offered = e.offered(hold.id, expires)
+            if have:  # a pending offer just got its last seats: its clock starts now
+                hold = replace(hold, expires_at=utcnow() + ttl)
+                await uow.repo.set_hold_expiry(hold.id, hold.expires_at)
+            offered = e.offered(hold.id, hold.expires_at)
             await uow.repo.save_waitlist_entry(offered)
             uow.emit(WaitlistOffered.of(offered))
             metrics.WAITLIST.labels("offered").inc()

@@ -101,7 +101,11 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_get_everything(rds):
     slow_first = asyncio.create_task(take(slow, 1))  # subscribes, then stops reading
     fast_all = asyncio.create_task(take(fast, 50))
     await asyncio.sleep(0.2)
-    ids = await append(rds, k, 50, start=1, pause=0.002)
+    ids = []
+    for i in range(1, 51):  # one entry per XREAD (wait for the reader each time): 50 batches, queue of 4
+        ids += await append(rds, k, 1, start=i)
+        while hub.readers[k].position != ids[-1]:
+            await asyncio.sleep(0.001)
     fast_frames = await fast_all
     assert [frame_id(f) for f in fast_frames] == ids
     seen = [frame_id(f) for f in await slow_first]
