@@ -51,7 +51,7 @@ def parse_id(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _s(v: Any) -> str:
+def as_str(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
@@ -108,7 +108,7 @@ class _Reader:
         READERS.labels(self.kind).inc()
         try:
             last = await redis.xrevrange(self.key, "+", "-", count=1)
-            self.position = _s(last[0][0]) if last else ZERO
+            self.position = as_str(last[0][0]) if last else ZERO
             self.ready.set()
             while True:
                 if not self.subscribers:
@@ -127,7 +127,7 @@ class _Reader:
                 ids, frames = [], []
                 for _, entries in got or ():
                     for entry_id, fields in entries:
-                        self.position = _s(entry_id)
+                        self.position = as_str(entry_id)
                         frame = self.hub.frame(entry_id, fields)
                         if frame is not None:
                             ids.append(parse_id(self.position))
@@ -189,8 +189,8 @@ class StreamHub:
         return reader
 
     def frame(self, entry_id: Any, fields: dict[Any, Any]) -> bytes | None:
-        eid = _s(entry_id)
-        return self.encoder(eid, {_s(k): _s(v) for k, v in fields.items()})
+        eid = as_str(entry_id)
+        return self.encoder(eid, {as_str(k): as_str(v) for k, v in fields.items()})
 
     async def stream(self, key: str, last_id: str | None) -> AsyncIterator[bytes]:
         """SSE frames for ``key`` after ``last_id`` (None: from now on)."""
@@ -202,7 +202,7 @@ class StreamHub:
         try:
             if last_id is None:
                 tip = await self.redis.xrevrange(key, "+", "-", count=1)
-                sent = parse_id(_s(tip[0][0])) if tip else (0, 0)
+                sent = parse_id(as_str(tip[0][0])) if tip else (0, 0)
             else:
                 if await self.must_reset(key, last_id):
                     yield sse_frame("reset", None, RESET_FRAME_DATA)
@@ -214,12 +214,12 @@ class StreamHub:
                     page = await self.redis.xrange(key, min=f"({cursor}", max="+", count=self.batch)
                     for entry_id, fields in page:
                         frame = self.frame(entry_id, fields)
-                        sent = parse_id(_s(entry_id))
+                        sent = parse_id(as_str(entry_id))
                         if frame is not None:
                             yield frame
                     if len(page) < self.batch:
                         break
-                    cursor = _s(page[-1][0])
+                    cursor = as_str(page[-1][0])
             while True:
                 batches = [await sub.get()]
                 while not sub.empty():  # a client that fell behind gets what piled up in one write
@@ -251,18 +251,18 @@ class StreamHub:
             if "no such key" not in str(exc).lower():
                 raise
             return pos != (0, 0)  # the client saw entries that no longer exist
-        info = {_s(k): v for k, v in info.items()}
-        last_generated = parse_id(_s(info.get("last-generated-id") or ZERO))
+        info = {as_str(k): v for k, v in info.items()}
+        last_generated = parse_id(as_str(info.get("last-generated-id") or ZERO))
         if pos > last_generated:
             return True  # ahead of the stream: the stream was recreated
-        if parse_id(_s(info.get("max-deleted-entry-id") or ZERO)) > pos:
+        if parse_id(as_str(info.get("max-deleted-entry-id") or ZERO)) > pos:
             return True  # an entry after the client's position was deleted
         length, added = int(info.get("length", 0)), int(info.get("entries-added", 0))
         if added > length:  # the head was trimmed (MAXLEN): is the client's next entry still there?
             if length == 0:
                 return pos < last_generated
             first = info.get("first-entry")
-            first_id = parse_id(_s(first[0])) if first else last_generated
+            first_id = parse_id(as_str(first[0])) if first else last_generated
             return pos < first_id
         return False
 

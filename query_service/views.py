@@ -12,7 +12,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from query_service.feed import ZERO
+from query_service.feed import ZERO, as_str
 
 # Projector bookkeeping (projectors/README.md): never part of an API response.
 BOOKKEEPING = {"created_by_event": 0, "wm": 0, "cv": 0}
@@ -107,7 +107,7 @@ async def seat_map(db: AsyncDatabase, redis: Any, event_id: str) -> dict[str, An
     # The feed position first, then the seats: a change after the position is replayed by the
     # stream (statuses are absolute), so the pair is never behind the stream.
     tip = await redis.xrevrange(f"feed:{event_id}", "+", "-", count=1)
-    last_event_id = (tip[0][0].decode() if isinstance(tip[0][0], bytes) else tip[0][0]) if tip else ZERO
+    last_event_id = as_str(tip[0][0]) if tip else ZERO
     doc = await _event(db, event_id, {"status": 1, "prices": 1, "sections": 1, "counts": 1})
     if doc is None or doc.get("status") not in PUBLIC_STATUSES:
         return None
