@@ -337,12 +337,23 @@ def kafka_properties() -> pathlib.Path:
     return path
 
 
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    Like Kafka's own Uuid.randomUuid(), an id that starts with '-' is drawn again: the
+    storage tool's argument parser would take it for an option (1 run in 64 failed so)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def kafka_setup() -> None:
     props = kafka_properties()
     data = config.STACK / "data" / "kafka"
     if (data / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = kafka_cluster_id()
     say("==> kafka: formatting KRaft storage (first start)")
     subprocess.run(java_argv("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
                              heap="256m", libs=install.KAFKA_LIBS, name="kafka-storage"),

@@ -59,3 +59,15 @@ def test_a_pid_file_whose_pid_was_reused_is_not_ours(monkeypatch, tmp_path):
     assert comp.pid() is None and not comp.running()
     comp.pidfile.write_text("garbage\n")
     assert comp.pid() is None
+
+
+def test_a_kafka_cluster_id_never_starts_with_a_dash(monkeypatch):
+    # A first byte of 0xF8 encodes to '-' in URL-safe base64: the storage tool's parser would
+    # read such an id as an option. The id is drawn again, as Kafka's Uuid.randomUuid() does.
+    import uuid
+
+    draws = iter([uuid.UUID(bytes=b"\xf8" + b"\x01" * 15), uuid.UUID(bytes=b"\x10" * 16)])
+    monkeypatch.setattr(components.uuid, "uuid4", lambda: next(draws))
+    cluster_id = components.kafka_cluster_id()
+    assert cluster_id == "EBAQEBAQEBAQEBAQEBAQEA"
+    assert len(cluster_id) == 22
