@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,7 +37,9 @@ class Settings(BaseSettings):
     topic_prefix: str = "evently"
     projector_group: str = "evently-projectors"
     projector_batch_size: int = 2000      # max messages the projector applies per batch
-    projector_claim_window_s: int = 3600    # a rebuild persists outbox-id claims of messages this recent
+    # A rebuild persists the outbox-id claims of each partition's newest messages, this many seconds behind the
+    # newest: Debezium re-sends at most what it sent since its last offset flush (1 s here, timeout 5 s).
+    projector_claim_window_s: int = Field(default=60, ge=10)
     feed_maxlen: int = 10_000             # entries kept per live seat feed stream (XADD MAXLEN ~)
 
     log_level: str = "INFO"

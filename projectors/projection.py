@@ -13,6 +13,7 @@ Vocabulary:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -84,11 +85,15 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+SEAT_ID = re.compile(r"([^-]+)-([^-]+)-0*([1-9][0-9]*)", re.ASCII)  # <section>-<row>-<number from 1>
+
+
 def split_seat(seat_id: Any) -> tuple[str, str, int]:
-    parts = seat_id.split("-") if isinstance(seat_id, str) else []
-    _req(len(parts) == 3 and parts[0] and parts[1] and parts[2].isdigit() and int(parts[2]) >= 1,
-         f"malformed seat id {seat_id!r}")
-    return parts[0], parts[1], int(parts[2])
+    """``"A-1-7"`` -> ``("A", "1", 7)``; PoisonMessage for anything else. (Hot: a venue's EventCreated lists
+    every seat, so this runs once per seat of a venue; one compiled-regex match is the cheap way.)"""
+    m = SEAT_ID.fullmatch(seat_id) if isinstance(seat_id, str) else None
+    _req(m is not None, f"malformed seat id {seat_id!r}")
+    return m[1], m[2], int(m[3])
 
 
 def _check_inventory(data: dict[str, Any]) -> None:

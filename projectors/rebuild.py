@@ -40,9 +40,10 @@ def replay(settings: Settings, db, *, feed: bool, batch_size: int = 20_000, thre
                                          "queued.max.messages.kbytes": 262144})
     proj.dlq_enabled = False
     # Reading every partition from offset 0 alone, the replay detects Debezium re-sends in memory and
-    # persists only recent claims (what Debezium could still re-send to the live worker).
+    # persists only each partition's newest claims (what Debezium could still re-send to the live worker).
     proj.store.memory_claims = {}
-    proj.store.persist_claims_after_ms = (time.time() - settings.projector_claim_window_s) * 1000
+    proj.store.claim_window_ms = settings.projector_claim_window_s * 1000
+    proj.live_metrics = False  # freshness of history says nothing
     proj.store.notify = False  # history is replayed, not told to buyers again
     if not feed:
         proj.store.redis = None
@@ -73,8 +74,10 @@ def replay(settings: Settings, db, *, feed: bool, batch_size: int = 20_000, thre
             if not quiet and time.monotonic() - last_report > 5:
                 last_report = time.monotonic()
                 print(f"  ... {messages}/{total} messages, {messages / (last_report - started):,.0f}/s", flush=True)
+        claims = proj.store.persist_claim_tails()
         elapsed = time.monotonic() - started
         return {"messages": messages, "seconds": elapsed, "rate": messages / elapsed if elapsed else 0.0,
+                "claims_written": claims,
                 "dead_lettered": proj.dead_lettered, "duplicates": proj.store.duplicates,
                 "cas_conflicts": proj.store.cas_conflicts}
     finally:
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 rds.delete(PAUSE_KEY)
     print(f"replayed {r['messages']:,} messages in {r['seconds']:.2f}s = {r['rate']:,.0f} events/s "
           f"(dead-lettered {r['dead_lettered']}, duplicates dropped {r['duplicates']}, "
+          f"outbox-id claims written {r['claims_written']:,}, "
           f"CAS conflicts {r['cas_conflicts']})")
     return 0
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
@@ -108,7 +108,8 @@ class Store:
         self.cas_conflicts = 0
         self.duplicates = 0
         self.memory_claims: dict[str, str] | None = None  # replay mode, see _claim_in_memory
-        self.persist_claims_after_ms = 0.0
+        self.claim_window_ms = 0.0
+        self._claim_tails: dict[str, deque[tuple[float, str, str]]] = {}  # partition -> (kafka ms, id, position)
 
     def forget(self) -> None:
         """Drop every cache (partitions were revoked: another writer may own them now)."""
@@ -119,6 +120,15 @@ class Store:
         for c in (self.counters, self.chunks, self.rollups, self.event_info):
             if len(c) > CACHE_LIMIT:
                 c.clear()
+
+    def _insert_new(self, collection, docs: list[dict[str, Any]], chunk: int = 500) -> set[int]:
+        """``insert_new`` in chunks run side by side: FerretDB inserts one chunk on one connection (one
+        PostgreSQL backend), so a large batch of new documents (a rebuild's orders) would use one core."""
+        if len(docs) <= chunk:
+            return insert_new(collection, docs)
+        starts = range(0, len(docs), chunk)
+        failed = self._parallel(lambda i: {i + j for j in insert_new(collection, docs[i:i + chunk])}, starts)
+        return set().union(*failed)
 
     def _parallel(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
         items = list(items)
@@ -196,21 +206,32 @@ class Store:
         return [m for i, m in enumerate(msgs) if i not in drop]
 
     def _claim_in_memory(self, msgs: list[Msg]) -> list[Msg]:
-        """Replay mode (a rebuild reads every partition from offset 0, alone): the claims are kept in memory,
-        and only those of recent messages (Kafka time >= ``persist_claims_after_ms``) are written, because
-        Debezium can only re-send what it sent since its last offset flush."""
-        out, persist = [], []
+        """Replay mode (a rebuild reads every partition from offset 0, alone): the claims are kept in memory.
+
+        Only each partition's tail needs to reach MongoDB, for the live worker: Debezium re-sends only what it
+        sent after its last offset flush, i.e. (Connect producing nothing newer meanwhile) the newest messages
+        of the partition. So the last ``claim_window_ms`` of each partition are kept aside and written by
+        ``persist_claim_tails`` once the replay is over (the live workers are paused until then)."""
+        out = []
         for m in msgs:
             at = self.memory_claims.setdefault(m.id, m.position)
             if at != m.position:
                 self.duplicates += 1
                 continue
             out.append(m)
-            if (m.kafka_ms or 0) >= self.persist_claims_after_ms:
-                persist.append({"_id": m.id, "at": m.position})
-        if persist:
-            insert_new(self.db.applied, persist)
+            tail = self._claim_tails.setdefault(m.tp, deque())
+            ts = m.kafka_ms or 0.0
+            tail.append((ts, m.id, m.position))
+            while tail[0][0] < ts - self.claim_window_ms:  # older than the window behind the newest: never re-sent
+                tail.popleft()
         return out
+
+    def persist_claim_tails(self) -> int:
+        """Write the replay's claims of each partition's last ``claim_window_ms``; returns how many."""
+        docs = [{"_id": i, "at": at} for tail in self._claim_tails.values() for _, i, at in tail]
+        self._insert_new(self.db.applied, docs)
+        self._claim_tails.clear()
+        return len(docs)
 
     # ------------------------------------------------------------------ venues and event lifecycle
     def apply_venues(self, msgs: list[Msg]) -> None:
@@ -323,7 +344,7 @@ class Store:
         for oid, doc in orders.items():
             doc["event"] = self._event_info(doc["event_id"])
         docs = [{"_id": oid, **doc} for oid, doc in orders.items()]
-        dup = [docs[i] for i in sorted(insert_new(self.db.orders, docs))]
+        dup = [docs[i] for i in sorted(self._insert_new(self.db.orders, docs))]
 
         def upgrade(doc: dict[str, Any]) -> None:
             oid = doc.pop("_id")
@@ -342,7 +363,7 @@ class Store:
         if not entries:
             return
         docs = [{"_id": eid, **doc} for eid, doc in entries.items()]
-        dup = [docs[i] for i in sorted(insert_new(self.db.waitlist, docs))]
+        dup = [docs[i] for i in sorted(self._insert_new(self.db.waitlist, docs))]
 
         def upgrade(doc: dict[str, Any]) -> None:
             eid = doc.pop("_id")

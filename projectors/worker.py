@@ -16,6 +16,7 @@ import json
 import signal
 import threading
 import time
+from collections import Counter as Counter_
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -44,6 +45,7 @@ APPLY_SECONDS = Histogram("evently_projector_batch_seconds", "Time to apply one 
                           buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
 FRESHNESS = Histogram("evently_projector_freshness_seconds", "occurred_at of the event -> write done",
                       ["stage"], buckets=(.005, .01, .02, .035, .05, .075, .1, .15, .2, .3, .5, .75, 1, 2, 5, 10))
+FRESH_KAFKA, FRESH_READ_MODEL, FRESH_FEED = (FRESHNESS.labels(stage) for stage in ("kafka", "read_model", "feed"))
 PAUSED = Gauge("evently_projector_paused", "1 while a rebuild holds the projector paused")
 
 PAUSE_KEY = "evently:projector:pause"          # set by projectors.rebuild (value = rebuild id, with a TTL)
@@ -106,6 +108,7 @@ class Projector:
         self.applied = 0
         self.dead_lettered = 0
         self.dlq_enabled = True  # a replay does not dead-letter the same poison message twice
+        self.live_metrics = True  # a replay turns the freshness histograms off: history is not fresh
 
     # -------------------------------------------------------------- subscription
     def subscribe(self, topics: list[str] = SOURCE_TOPICS) -> None:
@@ -155,14 +158,19 @@ class Projector:
         LAST_APPLIED_TS.set(now)
         for (t, p), o in last.items():
             LAST_OFFSET.labels(t, str(p)).set(o)
+        outcomes: Counter_[tuple[str, str]] = Counter_()
         applied_ids = {id(m) for m in applied}
         for m in good:
-            APPLIED.labels(m.topic, "applied" if id(m) in applied_ids else "duplicate").inc()
-            if m.occurred_ms and m.kafka_ms:
-                FRESHNESS.labels("kafka").observe(max(m.kafka_ms - m.occurred_ms, 0) / 1000)
-            if m.occurred_ms:
-                FRESHNESS.labels("read_model").observe(max(done * 1000 - m.occurred_ms, 0) / 1000)
-                FRESHNESS.labels("feed").observe(max(now * 1000 - m.occurred_ms, 0) / 1000)
+            outcomes[(m.topic, "applied" if id(m) in applied_ids else "duplicate")] += 1
+        for labels, n in outcomes.items():
+            APPLIED.labels(*labels).inc(n)
+        if self.live_metrics:
+            for m in good:
+                if m.occurred_ms and m.kafka_ms:
+                    FRESH_KAFKA.observe(max(m.kafka_ms - m.occurred_ms, 0) / 1000)
+                if m.occurred_ms:
+                    FRESH_READ_MODEL.observe(max(done * 1000 - m.occurred_ms, 0) / 1000)
+                    FRESH_FEED.observe(max(now * 1000 - m.occurred_ms, 0) / 1000)
         self.applied += len(good)
         return len(good)
 

@@ -256,3 +256,16 @@ def test_waitlist_notifications_carry_the_offer():
     assert (buyer, kind, data["reason"]) == ("b", "offer_expired", "declined") and "offer" not in data
     assert P.notification(msg(1, "WaitlistJoined", {"entry": entry()})) is None
     assert P.notification(msg(4, "WaitlistLeft", {"entry": entry("left", 2)})) is None
+
+
+@pytest.mark.parametrize("seat_id, parts", [("A-1-7", ("A", "1", 7)), ("VIP-AA-1000", ("VIP", "AA", 1000)),
+                                            ("A-1-07", ("A", "1", 7))])
+def test_seat_ids_split_into_section_row_and_number(seat_id, parts):
+    assert P.split_seat(seat_id) == parts
+
+
+@pytest.mark.parametrize("seat_id", ["A-1-0", "A-1", "A--1", "-1-1", "A-1-1-2", "A-1-x", "A-1-\u00b2", "A-1- 1",
+                                     7, None])
+def test_malformed_seat_ids_are_poison(seat_id):
+    with pytest.raises(P.PoisonMessage, match="malformed seat id"):
+        P.split_seat(seat_id)

@@ -71,3 +71,14 @@ def test_a_kafka_cluster_id_never_starts_with_a_dash(monkeypatch):
     cluster_id = components.kafka_cluster_id()
     assert cluster_id == "EBAQEBAQEBAQEBAQEBAQEA"
     assert len(cluster_id) == 22
+
+
+def test_the_rebuilds_claim_window_covers_what_connect_can_resend(monkeypatch, tmp_path):
+    # A rebuild writes only the outbox-id claims of each partition's last EVENTLY_PROJECTOR_CLAIM_WINDOW_S;
+    # Debezium re-sends what it sent after its last offset flush, so the window must dwarf flush + timeout.
+    from common.settings import Settings
+
+    monkeypatch.setattr(config, "STACK", tmp_path)
+    connect = dict(line.split("=", 1) for line in components.connect_properties().read_text().splitlines())
+    resendable_ms = int(connect["offset.flush.interval.ms"]) + int(connect.get("offset.flush.timeout.ms", 5000))
+    assert Settings().projector_claim_window_s * 1000 >= 10 * resendable_ms
