@@ -1,5 +1,6 @@
 // Shared set-up for the k6 scenarios: accounts, a venue, an on-sale event.
 import http from 'k6/http';
+import { sleep } from 'k6';
 
 export const BASE = __ENV.COMMAND_URL || 'http://127.0.0.1:8001';
 export const READ = __ENV.QUERY_URL || 'http://127.0.0.1:8002';
@@ -42,4 +43,33 @@ export function onSaleEvent(organizer, rows, perRow) {
 
 export function seatId(i, perRow) {
   return `A-${Math.floor(i / perRow) + 1}-${(i % perRow) + 1}`;
+}
+
+// `n` accounts of one role, registered and signed in `chunk` at a time (http.batch): password hashing makes
+// one-by-one registration the slow part of a set-up with hundreds of buyers. Returns their access tokens.
+export function accounts(role, n, chunk = 25) {
+  const tokens = [];
+  for (let start = 0; start < n; start += chunk) {
+    const creds = [];
+    for (let i = start; i < Math.min(n, start + chunk); i++) {
+      creds.push({ email: `k6-${role}-${i}-${Math.random().toString(36).slice(2)}-${Date.now()}@example.com`,
+        password: 'k6-password' });
+    }
+    http.batch(creds.map((c) => ['POST', `${BASE}/api/v1/auth/register`,
+      JSON.stringify({ ...c, name: 'k6', role }), { headers: JSON_HEADERS }]))
+      .forEach((res) => must(res, 201, 'register'));
+    http.batch(creds.map((c) => ['POST', `${BASE}/api/v1/auth/token`, JSON.stringify(c), { headers: JSON_HEADERS }]))
+      .forEach((res) => tokens.push(must(res, 200, 'token').access_token));
+  }
+  return tokens;
+}
+
+// Wait (up to `seconds`) until the query service shows the event; throws otherwise.
+export function waitVisible(eventId, seconds = 60) {
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    if (http.get(`${READ}/api/v1/events/${eventId}`).status === 200) return;
+    sleep(0.2);
+  }
+  throw new Error(`the query service never showed event ${eventId}`);
 }
