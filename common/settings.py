@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = 0.5   # how often the hold sweeper looks for expired holds
     max_body_bytes: int = 1_048_576       # larger request bodies get 413
     pg_pool_size: int = 16                # PostgreSQL connections per process
-    redis_pool_size: int = 64             # Redis connections per process
+    redis_pool_size: int = 256            # Redis connections per process (a flash sale has hundreds in flight)
     event_cache_seconds: float = 1.0      # how long an on-sale event's layout/status is cached in-process
 
     # Query service (see query_service/README.md)

@@ -76,7 +76,8 @@ def error_response(exc: BaseException) -> web.Response:
         log.exception("unhandled_error", exc_info=exc)
         status, body = 500, error_body("INTERNAL_ERROR", "internal error")
     metrics.REJECTIONS.labels(body["error"]["code"]).inc()
-    return web.json_response(body, status=status)
+    # A dependency that is down or saturated (pool timeout) usually recovers: tell clients when to retry.
+    return web.json_response(body, status=status, headers={"Retry-After": "1"} if status == 503 else None)
 
 
 def actor(request: web.Request) -> Principal:

@@ -42,3 +42,4 @@ async def test_a_missing_dependency_is_a_503(api_without, api, organizer):
     r = await broken.hold(broken.buyer_token(), event["id"], seats=["A-1-1"])
     assert r.status == 503, r.body
     assert r.body["error"]["code"] == "DEPENDENCY_UNAVAILABLE" and r.body["error"]["details"] == {"dependency": missing}
+    assert r.headers["Retry-After"] == "1"
