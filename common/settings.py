@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     pg_pool_size: int = 16                # PostgreSQL connections per process
     redis_pool_size: int = 256            # Redis connections per process (a flash sale has hundreds in flight)
     event_cache_seconds: float = 1.0      # how long an on-sale event's layout/status is cached in-process
+    outbox_retention_seconds: int = Field(default=3600, ge=60)  # outbox rows older than this are purged
 
     # Query service (see query_service/README.md)
     query_workers: int = 2                # uvicorn worker processes (each has its own shared stream readers)

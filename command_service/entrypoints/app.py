@@ -294,7 +294,7 @@ async def services_ctx(app: web.Application):
     svc = handlers.Services(uow=lambda: UnitOfWork(pool), locks=SeatLocks(client), settings=s)
     app[POOL], app[SERVICES] = pool, svc
     app[IDEMPOTENCY] = IdempotencyStore(pool)
-    sweep = asyncio.create_task(sweeper.run(svc, app[IDEMPOTENCY], s.sweep_interval_seconds))
+    sweep = asyncio.create_task(sweeper.run(svc, pool, app[IDEMPOTENCY], s.sweep_interval_seconds))
     yield
     sweep.cancel()
     await asyncio.gather(sweep, return_exceptions=True)

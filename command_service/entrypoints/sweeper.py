@@ -4,7 +4,8 @@ Every ``interval`` seconds it releases holds whose ``expires_at`` has passed (Po
 and Redis locks, emitting SeatsReleased with reason "expired"). It does not rely on Redis
 keyspace notifications. Several processes sweep safely: each claims a batch of expired holds
 with FOR UPDATE SKIP LOCKED, and releasing a hold is a conditional update anyway.
-It also purges idempotency keys older than 24 h, once a minute.
+It also purges, once a minute, idempotency keys older than 24 h and outbox rows older than
+``EVENTLY_OUTBOX_RETENTION_SECONDS`` (Debezium streamed them long ago: it reads the WAL).
 """
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import asyncio
 import time
 
 import structlog
+from psycopg_pool import AsyncConnectionPool
 
+from command_service.adapters import outbox
 from command_service.adapters.idempotency import IdempotencyStore
 from command_service.service_layer import handlers
 
@@ -21,7 +24,7 @@ BATCH = 200
 PURGE_EVERY = 60.0
 
 
-async def run(svc: handlers.Services, idempotency: IdempotencyStore, interval: float) -> None:
+async def run(svc: handlers.Services, pool: AsyncConnectionPool, idempotency: IdempotencyStore, interval: float) -> None:
     next_purge = time.monotonic() + PURGE_EVERY
     while True:
         try:
@@ -31,6 +34,9 @@ async def run(svc: handlers.Services, idempotency: IdempotencyStore, interval: f
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_EVERY
                 await idempotency.purge_expired()
+                purged = await outbox.purge(pool, svc.settings.outbox_retention_seconds)
+                if purged:
+                    log.info("outbox_purged", count=purged)
             if expired == BATCH:
                 continue  # a backlog: keep going
         except Exception as exc:  # noqa: BLE001 - a sweeper survives database or Redis outages

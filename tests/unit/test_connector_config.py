@@ -11,7 +11,7 @@ CFG = spec()["config"]
 
 def test_pgoutput_filtered_publication_over_outbox_and_heartbeat_only():
     assert CFG["plugin.name"] == "pgoutput"
-    assert CFG["publication.autocreate.mode"] == "filtered"
+    assert CFG["publication.autocreate.mode"] == "disabled"  # migration 0004 owns it
     assert CFG["table.include.list"].split(",") == ["public.outbox", "public.debezium_heartbeat"]
     assert CFG["slot.name"] == "evently_outbox"
 
