@@ -121,7 +121,7 @@ class Store:
             if len(c) > CACHE_LIMIT:
                 c.clear()
 
-    def _insert_new(self, collection, docs: list[dict[str, Any]], chunk: int = 500) -> set[int]:
+    def _insert_new_in_chunks(self, collection, docs: list[dict[str, Any]], chunk: int = 500) -> set[int]:
         """``insert_new`` in chunks run side by side: FerretDB inserts one chunk on one connection (one
         PostgreSQL backend), so a large batch of new documents (a rebuild's orders) would use one core."""
         if len(docs) <= chunk:
@@ -229,7 +229,7 @@ class Store:
     def persist_claim_tails(self) -> int:
         """Write the replay's claims of each partition's last ``claim_window_ms``; returns how many."""
         docs = [{"_id": i, "at": at} for tail in self._claim_tails.values() for _, i, at in tail]
-        self._insert_new(self.db.applied, docs)
+        self._insert_new_in_chunks(self.db.applied, docs)
         self._claim_tails.clear()
         return len(docs)
 
@@ -344,7 +344,7 @@ class Store:
         for oid, doc in orders.items():
             doc["event"] = self._event_info(doc["event_id"])
         docs = [{"_id": oid, **doc} for oid, doc in orders.items()]
-        dup = [docs[i] for i in sorted(self._insert_new(self.db.orders, docs))]
+        dup = [docs[i] for i in sorted(self._insert_new_in_chunks(self.db.orders, docs))]
 
         def upgrade(doc: dict[str, Any]) -> None:
             oid = doc.pop("_id")
@@ -363,7 +363,7 @@ class Store:
         if not entries:
             return
         docs = [{"_id": eid, **doc} for eid, doc in entries.items()]
-        dup = [docs[i] for i in sorted(self._insert_new(self.db.waitlist, docs))]
+        dup = [docs[i] for i in sorted(self._insert_new_in_chunks(self.db.waitlist, docs))]
 
         def upgrade(doc: dict[str, Any]) -> None:
             eid = doc.pop("_id")

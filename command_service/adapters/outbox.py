@@ -2,7 +2,8 @@
 
 Debezium's outbox EventRouter turns each row into a Kafka message on ``evently.<aggregatetype>``,
 keyed by ``aggregateid`` (see debezium/evently-outbox.json and EVENTS.md). Debezium reads the WAL, not the
-table, so rows are only kept for a while (``purge``); the publication ships inserts only (migration 0004).
+table, so rows are only kept for a while (``purge``); the publication ships inserts and updates only, never
+the purge's deletes (migration 0004).
 """
 from __future__ import annotations
 
