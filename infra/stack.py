@@ -169,6 +169,20 @@ def reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def restart(args: argparse.Namespace) -> int:
+    """Stop and start the named components (the stack's own processes, e.g. after a code change)."""
+    by_name = {comp.name: comp for comp in COMPONENTS}
+    unknown = [n for n in args.components if n not in by_name]
+    if unknown or not args.components:
+        say(f"name one or more of: {', '.join(by_name)}")
+        return 2
+    for name in args.components:
+        comp = by_name[name]
+        comp.stop()
+        say(f"[{comp.ensure():>7}] {comp.name:<16} pid {comp.pid()}")
+    return 0
+
+
 def env(args: argparse.Namespace) -> int:
     for k, v in config.service_env().items():
         print(f"export {k}={v}")
@@ -193,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     lg.add_argument("-f", "--follow", action="store_true")
     lg.set_defaults(fn=logs)
     sub.add_parser("reset", help="stop and wipe all stack data").set_defaults(fn=reset)
+    rs = sub.add_parser("restart", help="stop and start the named components")
+    rs.add_argument("components", nargs="*")
+    rs.set_defaults(fn=restart)
     sub.add_parser("env", help="print the EVENTLY_* environment of the stack").set_defaults(fn=env)
     ex = sub.add_parser("exec", help="run a command with the stack's environment")
     ex.add_argument("cmd", nargs=argparse.REMAINDER)
