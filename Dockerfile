@@ -4,6 +4,7 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml ./
 COPY common ./common
+COPY contracts ./contracts
 COPY command_service ./command_service
 COPY query_service ./query_service
 COPY projectors ./projectors

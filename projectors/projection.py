@@ -13,24 +13,24 @@ Vocabulary:
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-SCHEMA_VERSION = 1
-STATUS_CODE = {"available": "a", "held": "h", "sold": "s"}
-CODE_STATUS = {v: k for k, v in STATUS_CODE.items()}
+from contracts import events as contract
+from contracts import readmodels as rm
+from contracts import seats
+
+STATUS_CODE, CODE_STATUS = rm.STATUS_CODE, rm.CODE_STATUS
 ORDER_RANK = {"confirmed": 1, "cancelled": 2}
 RELEASE_PRIOR = {"expired": "held", "cancelled": "held", "order_cancelled": "sold"}  # event_cancelled: look it up
 INVENTORY_TYPES = {"SeatsHeld", "SeatsReleased", "OrderConfirmed"}
 LIFECYCLE_TYPES = {"EventCreated", "EventUpdated", "EventPublished", "EventCancelled"}
 WAITLIST_TYPES = {"WaitlistJoined", "WaitlistOffered", "OfferExpired", "WaitlistConverted", "WaitlistLeft"}
-WAITLIST_STATUSES = ("waiting", "offered", "converted", "expired", "left")
 # The waitlist read model keeps these entry fields (absolute state, EVENTS.md "waitlist entry").
 ENTRY_FIELDS = ("event_id", "buyer_id", "section", "quantity", "seq", "status", "offer", "version",
                 "created_at", "updated_at")
-KNOWN_TYPES = INVENTORY_TYPES | LIFECYCLE_TYPES | WAITLIST_TYPES | {"OrderCancelled", "VenueCreated"}
+KNOWN_TYPES = frozenset(contract.DATA_MODELS)
 
 
 class PoisonMessage(ValueError):
@@ -85,61 +85,11 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-SEAT_ID = re.compile(r"([^-]+)-([^-]+)-0*([1-9][0-9]*)", re.ASCII)  # <section>-<row>-<number from 1>
-
-
 def split_seat(seat_id: Any) -> tuple[str, str, int]:
-    """``"A-1-7"`` -> ``("A", "1", 7)``; PoisonMessage for anything else. (Hot: a venue's EventCreated lists
-    every seat, so this runs once per seat of a venue; one compiled-regex match is the cheap way.)"""
-    m = SEAT_ID.fullmatch(seat_id) if isinstance(seat_id, str) else None
-    _req(m is not None, f"malformed seat id {seat_id!r}")
-    return m[1], m[2], int(m[3])
-
-
-def _check_inventory(data: dict[str, Any]) -> None:
-    seats = data.get("seats", [])
-    ga = data.get("ga_sections", [])
-    _req(isinstance(seats, list) and isinstance(ga, list), "seats/ga_sections must be lists")
-    for s in seats:
-        _req(isinstance(s, dict) and s.get("status") in STATUS_CODE and _is_int(s.get("version")),
-             f"malformed seat change {s!r}")
-        split_seat(s.get("seat_id"))
-    for g in ga:
-        _req(isinstance(g, dict) and isinstance(g.get("section"), str)
-             and all(_is_int(g.get(k)) for k in ("capacity", "held", "sold", "version")),
-             f"malformed GA section state {g!r}")
-
-
-def _check_order(order: Any) -> None:
-    _req(isinstance(order, dict), "order must be an object")
-    _req(all(isinstance(order.get(k), str) for k in ("id", "event_id", "buyer_id", "status", "created_at")),
-         "order needs id, event_id, buyer_id, status, created_at")
-    _req(order["status"] in ORDER_RANK, f"unknown order status {order['status']!r}")
-    _req(_is_int(order.get("total")), "order total must be an integer")
-    _req(isinstance(order.get("seats"), list) or (isinstance(order.get("section"), str)
-                                                  and _is_int(order.get("quantity"))),
-         "order needs seats or section + quantity")
-    parse_time(order["created_at"])
-    if order["status"] == "cancelled":
-        _req(isinstance(order.get("cancelled_at"), str), "cancelled order without cancelled_at")
-        parse_time(order["cancelled_at"])
-
-
-def _check_entry(entry: Any) -> None:
-    """A waitlist entry (absolute state). Debezium drops nulls, so ``section`` and ``offer`` may be absent."""
-    _req(isinstance(entry, dict), "waitlist event without an entry object")
-    _req(all(isinstance(entry.get(k), str) and entry[k] for k in ("id", "event_id", "buyer_id")),
-         "waitlist entry needs id, event_id, buyer_id")
-    _req(entry.get("status") in WAITLIST_STATUSES, f"unknown waitlist status {entry.get('status')!r}")
-    _req(all(_is_int(entry.get(k)) for k in ("quantity", "seq", "version")),
-         "waitlist entry needs integer quantity, seq, version")
-    _req(entry.get("section") is None or isinstance(entry["section"], str), "waitlist section must be a string")
-    parse_time(entry.get("created_at"))
-    parse_time(entry.get("updated_at"))
-    offer = entry.get("offer")
-    if offer is not None or entry["status"] == "offered":
-        _req(isinstance(offer, dict) and isinstance(offer.get("hold_id"), str), "offer needs a hold_id")
-        parse_time(offer.get("expires_at"))
+    """``"A-1-7"`` -> ``("A", "1", 7)`` (the grammar of contracts/seats.py); PoisonMessage for anything else."""
+    parts = seats.parse(seat_id)
+    _req(parts is not None, f"malformed seat id {seat_id!r}")
+    return parts
 
 
 def parse_time(s: Any) -> datetime:
@@ -150,44 +100,15 @@ def parse_time(s: Any) -> datetime:
 
 
 def validate(env: Any) -> dict[str, Any]:
-    """Raise PoisonMessage unless ``env`` is an envelope we can apply (unknown types pass: ignored)."""
-    _req(isinstance(env, dict), "payload is not a JSON object")
-    _req(isinstance(env.get("type"), str), "payload is not an outbox envelope (no 'type')")
-    _req(isinstance(env.get("id"), str) and env["id"], "envelope without id")
-    _req(isinstance(env.get("aggregate_id"), str) and env["aggregate_id"], "envelope without aggregate_id")
-    _req(isinstance(env.get("data"), dict), "envelope without a data object")
-    if env["type"] not in KNOWN_TYPES:
-        return env
-    _req(env.get("schema_version", 1) == SCHEMA_VERSION,
-         f"unsupported schema_version {env.get('schema_version')!r} for {env['type']}")
-    d, t = env["data"], env["type"]
-    if t in ("EventCreated", "EventUpdated"):
-        _req(isinstance(d.get("title"), str), f"{t} without a title")
-        _req(isinstance(d.get("sections", []), list) and isinstance(d.get("seats", []), list),
-             f"{t}: sections/seats must be lists")
-        for s in d.get("sections", []):
-            _req(isinstance(s, dict) and isinstance(s.get("code"), str) and _is_int(s.get("capacity", 0)),
-                 f"malformed section {s!r}")
-        for sid in d.get("seats", []):
-            split_seat(sid)
-    if t in ("EventUpdated", "EventPublished", "EventCancelled"):
-        _req(_is_int(d.get("version")), f"{t} without a version")
-    if t in INVENTORY_TYPES:
-        _check_inventory(d)
-    if t == "SeatsHeld":
-        _req(isinstance(d.get("hold"), dict), "SeatsHeld without hold")
-    if t == "SeatsReleased":
-        _req(d.get("reason") in ("expired", "cancelled", "order_cancelled", "event_cancelled"),
-             f"unknown release reason {d.get('reason')!r}")
-    if t in ("OrderConfirmed", "OrderCancelled"):
-        _check_order(d.get("order"))
-    if t in WAITLIST_TYPES:
-        _check_entry(d.get("entry"))
-    if t == "OfferExpired":
-        _req(isinstance(d.get("reason"), str), "OfferExpired without a reason")
-    if t == "VenueCreated":
-        _req(isinstance(d.get("name"), str), "VenueCreated without a name")
-    return env
+    """Raise PoisonMessage unless ``env`` is an envelope we can apply (contracts/events.py; unknown types pass)."""
+    try:
+        return contract.validate(env)
+    except contract.ValidationError as exc:
+        kind = env.get("type") if isinstance(env, dict) else None
+        where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in exc.errors()[:5])
+        raise PoisonMessage(f"malformed {kind or 'envelope'}: {where}"[:1000]) from None
+    except ValueError as exc:
+        raise PoisonMessage(str(exc)) from None
 
 
 def occurred_ms(env: dict[str, Any]) -> float | None:
@@ -234,8 +155,7 @@ def seat_rows(seat_ids: list[str]) -> dict[tuple[str, str], int]:
     return rows
 
 
-def chunk_id(event_id: str, section: str, row: str) -> str:
-    return f"{event_id}:{section}:{row}"
+chunk_id = rm.chunk_id
 
 
 def new_chunk(event_id: str, section: str, row: str, n: int) -> dict[str, Any]:

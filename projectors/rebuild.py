@@ -95,7 +95,7 @@ def pause_workers(settings: Settings, token: str, stop: threading.Event, wait: f
     threading.Thread(target=refresh, daemon=True).start()
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        if rds.get(PAUSED_ACK.format(group=settings.projector_group)):
+        if rds.get(PAUSED_ACK(settings.projector_group)):
             time.sleep(0.3)  # the ack is written at the top of the loop: no batch in flight
             return True
         time.sleep(0.1)

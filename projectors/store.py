@@ -21,16 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 import structlog
-from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from contracts import keys
+from contracts import readmodels as rm
+from contracts.readmodels import ensure_indexes  # noqa: F401 - the workers and tests import it from here
 from projectors import projection as P
 from projectors.projection import Msg
 
 log = structlog.get_logger("projector.store")
 
-READ_MODEL_COLLECTIONS = ["events", "seatmap", "orders", "analytics", "venues", "waitlist", "applied"]
+READ_MODEL_COLLECTIONS = list(rm.COLLECTIONS)
 TOTAL_ID = "total"
 CACHE_LIMIT = 200_000
 
@@ -57,25 +59,10 @@ NOTIFY_SEEN_TTL_S = 30 * 24 * 3600
 
 
 def notify_keys(buyer_id: str) -> list[str]:
-    return [f"notify:{buyer_id}", f"notify-seen:{buyer_id}"]
+    return [keys.notifications(buyer_id), keys.notifications_seen(buyer_id)]
 
 
-def feed_key(event_id: str) -> str:
-    return f"feed:{event_id}"
-
-
-def ensure_indexes(db: Database) -> None:
-    db.events.create_index([("status", ASCENDING), ("starts_at", ASCENDING)])
-    db.events.create_index([("category", ASCENDING)])
-    db.events.create_index([("venue.city", ASCENDING)])
-    db.events.create_index([("organizer_id", ASCENDING)])
-    db.events.create_index([("sold", DESCENDING)])
-    db.seatmap.create_index([("event_id", ASCENDING)])
-    db.orders.create_index([("buyer_id", ASCENDING), ("created_at", DESCENDING)])
-    db.orders.create_index([("event_id", ASCENDING)])
-    db.waitlist.create_index([("buyer_id", ASCENDING), ("created_at", DESCENDING)])
-    db.waitlist.create_index([("event_id", ASCENDING), ("status", ASCENDING), ("seq", ASCENDING)])  # positions
-
+feed_key = keys.seat_feed
 
 
 def insert_new(collection, docs: list[dict[str, Any]]) -> set[int]:
@@ -129,6 +116,21 @@ class Store:
         starts = range(0, len(docs), chunk)
         failed = self._parallel(lambda i: {i + j for j in insert_new(collection, docs[i:i + chunk])}, starts)
         return set().union(*failed)
+
+    def _insert_missing(self, collection, docs: list[dict[str, Any]]) -> set[int]:
+        """Like ``_insert_new_in_chunks``, but looks up which documents already exist first and inserts only
+        the others. For collections whose documents normally change after their insert (orders, waitlist
+        entries): a blind insert would fail on every existing one, and FerretDB's PostgreSQL backend logs each
+        of those failures as a ``duplicate key`` ERROR, which buried real errors in the PostgreSQL log.
+        A document inserted between the lookup and the insert (a concurrent writer) still comes back as a
+        duplicate, so the result is the same either way."""
+        ids = [d["_id"] for d in docs]
+        existing: set[Any] = set()
+        for i in range(0, len(ids), 500):
+            existing.update(d["_id"] for d in collection.find({"_id": {"$in": ids[i:i + 500]}}, {"_id": 1}))
+        new = [i for i, d in enumerate(docs) if d["_id"] not in existing]
+        failed = self._insert_new_in_chunks(collection, [docs[i] for i in new]) if new else set()
+        return {i for i, d in enumerate(docs) if d["_id"] in existing} | {new[j] for j in failed}
 
     def _parallel(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
         items = list(items)
@@ -344,7 +346,7 @@ class Store:
         for oid, doc in orders.items():
             doc["event"] = self._event_info(doc["event_id"])
         docs = [{"_id": oid, **doc} for oid, doc in orders.items()]
-        dup = [docs[i] for i in sorted(self._insert_new_in_chunks(self.db.orders, docs))]
+        dup = [docs[i] for i in sorted(self._insert_missing(self.db.orders, docs))]
 
         def upgrade(doc: dict[str, Any]) -> None:
             oid = doc.pop("_id")
@@ -363,7 +365,7 @@ class Store:
         if not entries:
             return
         docs = [{"_id": eid, **doc} for eid, doc in entries.items()]
-        dup = [docs[i] for i in sorted(self._insert_new_in_chunks(self.db.waitlist, docs))]
+        dup = [docs[i] for i in sorted(self._insert_missing(self.db.waitlist, docs))]
 
         def upgrade(doc: dict[str, Any]) -> None:
             eid = doc.pop("_id")

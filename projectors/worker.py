@@ -29,6 +29,7 @@ from pymongo.errors import PyMongoError
 
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
+from contracts import keys
 from projectors import projection as P
 from projectors.store import Store, ensure_indexes
 from projectors.topics import DLQ_TOPIC, SOURCE_TOPICS
@@ -48,8 +49,8 @@ FRESHNESS = Histogram("evently_projector_freshness_seconds", "occurred_at of the
 FRESH_KAFKA, FRESH_READ_MODEL, FRESH_FEED = (FRESHNESS.labels(stage) for stage in ("kafka", "read_model", "feed"))
 PAUSED = Gauge("evently_projector_paused", "1 while a rebuild holds the projector paused")
 
-PAUSE_KEY = "evently:projector:pause"          # set by projectors.rebuild (value = rebuild id, with a TTL)
-PAUSED_ACK = "evently:projector:paused:{group}"  # the worker's acknowledgement: no batch in flight
+PAUSE_KEY = keys.PROJECTOR_PAUSE  # set by projectors.rebuild (value = rebuild id, with a TTL)
+PAUSED_ACK = keys.projector_paused_ack  # the worker's acknowledgement: no batch in flight
 RETRYABLE = (PyMongoError, redis.RedisError)
 
 
@@ -232,7 +233,7 @@ class Projector:
             self.paused = True
             log.info("paused for a rebuild")
         if want:
-            self.redis.set(PAUSED_ACK.format(group=self.group), str(time.time()), ex=5)
+            self.redis.set(PAUSED_ACK(self.group), str(time.time()), ex=5)
             self.consumer.poll(0)  # keep group membership alive
         elif self.paused:
             # Resume from the committed offsets: everything the rebuild replayed is skipped by watermarks.

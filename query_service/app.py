@@ -36,6 +36,7 @@ from starlette.routing import Route
 from common.auth import InvalidToken, Principal, bearer_token, decode_token
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
+from contracts import keys
 from query_service import views
 from query_service.feed import StreamHub, notification_frame, seat_frame
 from query_service.metrics import LATENCY
@@ -269,13 +270,13 @@ async def seat_stream(request: Request) -> Response:
                                                         {"_id": 1})
     if exists is None:
         raise ApiError(404, "NOT_FOUND", "no such event")
-    return _sse(request, request.app.state.seat_hub, f"feed:{event_id}")
+    return _sse(request, request.app.state.seat_hub, keys.seat_feed(event_id))
 
 
 async def notification_stream(request: Request) -> Response:
     p = principal(request, query_token=True)
     require(p, "buyer")
-    return _sse(request, request.app.state.notify_hub, f"notify:{p.user_id}")
+    return _sse(request, request.app.state.notify_hub, keys.notifications(p.user_id))
 
 
 async def _buyers_page(request: Request, view: Callable[..., Awaitable[Any]]) -> Response:
@@ -369,8 +370,7 @@ async def lifespan(app: Starlette):
     hub = dict(queue_size=s.sse_queue_size, heartbeat=s.sse_ping_seconds)
     app.state.seat_hub = StreamHub(app.state.redis, seat_frame, kind="seats", **hub)
     app.state.notify_hub = StreamHub(app.state.redis, notification_frame, kind="notifications", **hub)
-    with contextlib.suppress(PyMongoError):
-        await views.ensure_indexes(app.state.db)
+    # No index creation here: the projector owns the read models and their indexes (contracts/readmodels.py).
     # Thousands of long-lived streams mean a big, stable heap: the default GC thresholds (700 allocations)
     # walk it over and over, pausing every stream (loadtests/RESULTS.md: query CPU -35%, fan-out p99 -65%).
     # Everything allocated so far is permanent; young collections run 70x less often.

@@ -9,33 +9,21 @@ import asyncio
 import re
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from contracts import keys
+from contracts import readmodels as rm
 from query_service.feed import ZERO, as_str
 
-# Projector bookkeeping (projectors/README.md): never part of an API response.
-BOOKKEEPING = {"created_by_event": 0, "wm": 0, "cv": 0}
-PUBLIC_STATUSES = ("on_sale", "cancelled")  # drafts are the organizer's own business
-SEAT_STATUS = {"a": "available", "h": "held", "s": "sold"}
-LIST_FIELDS = {"title": 1, "category": 1, "venue": 1, "starts_at": 1, "status": 1, "currency": 1,
-               "price_min": 1, "price_max": 1, "capacity": 1, "available": 1}
+BOOKKEEPING = rm.HIDE_BOOKKEEPING  # projector bookkeeping: never part of an API response
+PUBLIC_STATUSES = rm.PUBLIC_EVENT_STATUSES
+SEAT_STATUS = rm.CODE_STATUS
+LIST_FIELDS = dict.fromkeys(rm.EVENT_LIST_FIELDS, 1)
 
 
 def _ratio(n: float, d: float) -> float:
     return round(n / d, 4) if d else 0.0
-
-
-async def ensure_indexes(db: AsyncDatabase) -> None:
-    """The indexes the list and lookups below need (the projector creates the same; both are idempotent)."""
-    await db.events.create_index([("status", ASCENDING), ("starts_at", ASCENDING)])
-    await db.events.create_index([("category", ASCENDING)])
-    await db.events.create_index([("venue.city", ASCENDING)])
-    await db.events.create_index([("sold", DESCENDING)])
-    await db.seatmap.create_index([("event_id", ASCENDING)])
-    await db.orders.create_index([("buyer_id", ASCENDING), ("created_at", DESCENDING)])
-    await db.waitlist.create_index([("buyer_id", ASCENDING), ("created_at", DESCENDING)])
-    await db.waitlist.create_index([("event_id", ASCENDING), ("status", ASCENDING), ("seq", ASCENDING)])
 
 
 def list_filter(q: str | None, category: str | None, city: str | None, starts_after: str | None,
@@ -106,7 +94,7 @@ async def event_detail(db: AsyncDatabase, event_id: str) -> dict[str, Any] | Non
 async def seat_map(db: AsyncDatabase, redis: Any, event_id: str) -> dict[str, Any] | None:
     # The feed position first, then the seats: a change after the position is replayed by the
     # stream (statuses are absolute), so the pair is never behind the stream.
-    tip = await redis.xrevrange(f"feed:{event_id}", "+", "-", count=1)
+    tip = await redis.xrevrange(keys.seat_feed(event_id), "+", "-", count=1)
     last_event_id = as_str(tip[0][0]) if tip else ZERO
     doc = await _event(db, event_id, {"status": 1, "prices": 1, "sections": 1, "counts": 1})
     if doc is None or doc.get("status") not in PUBLIC_STATUSES:

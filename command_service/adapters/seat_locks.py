@@ -1,6 +1,6 @@
 """Redis seat locks: the fast, contention-absorbing gate in front of PostgreSQL.
 
-Per event (one Redis Cluster hash slot thanks to the ``{event_id}`` tag):
+Per event (one Redis Cluster hash slot thanks to the ``{event_id}`` tag; names in contracts/keys.py):
 
 * ``evently:{E}:lock:<seat>`` = hold id, ``PX`` = hold TTL. The hold id is the fencing token:
   only the owning hold can drop its locks.
@@ -20,6 +20,7 @@ from typing import Iterable
 from redis.asyncio import Redis
 
 from command_service.domain.model import SeatChange
+from contracts import keys
 
 # KEYS[1] = seat-state hash, KEYS[2..] = one lock per seat
 # ARGV[1] = hold id, ARGV[2] = TTL in ms, ARGV[3..] = seat ids (same order as the lock keys)
@@ -57,12 +58,8 @@ return 1
 """
 
 
-def _state_key(event_id: str) -> str:
-    return f"evently:{{{event_id}}}:seats"
-
-
-def _lock_key(event_id: str, seat_id: str) -> str:
-    return f"evently:{{{event_id}}}:lock:{seat_id}"
+_state_key = keys.seat_states
+_lock_key = keys.seat_lock
 
 
 class SeatLocks:

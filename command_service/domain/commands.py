@@ -13,7 +13,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from common.auth import Principal
 from command_service.domain import errors
-from command_service.domain.model import (CODE_PATTERN, MAX_ROWS_PER_SECTION, MAX_SEATS_PER_HOLD,
+from contracts.seats import CODE_PATTERN
+from command_service.domain.model import (MAX_ROWS_PER_SECTION, MAX_SEATS_PER_HOLD,
                                           MAX_SEATS_PER_ROW, MAX_SECTION_CAPACITY, MAX_SECTIONS_PER_VENUE,
                                           Layout, Row, Section)
 

@@ -1,7 +1,8 @@
 """Domain events: what the write side tells the world, through the transactional outbox.
 
-Every event is stored as one ``outbox`` row whose ``payload`` is the envelope below; the
-schemas of ``data`` are documented (and versioned) in command_service/EVENTS.md.
+Every event is stored as one ``outbox`` row whose ``payload`` is the envelope built by
+contracts/events.py, which holds the one typed model of every payload (documented, and versioned,
+in command_service/EVENTS.md). These classes only map domain objects to those payloads.
 Inventory events carry absolute post-change states with per-row versions, so a projector can
 apply them idempotently and in any order per seat / GA section.
 """
@@ -11,10 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from contracts import events as contract
 from command_service.domain.model import (Event, Hold, InventoryChange, Order, Venue, WaitlistEntry, iso,
                                           new_id, utcnow)
 
-RELEASE_REASONS = ("expired", "cancelled", "order_cancelled", "event_cancelled")
+RELEASE_REASONS = contract.RELEASE_REASONS
 
 
 @dataclass(frozen=True)
@@ -24,20 +26,22 @@ class DomainEvent:
     id: str = field(default_factory=new_id)
     occurred_at: datetime = field(default_factory=utcnow)
 
-    aggregate_type: ClassVar[str] = "event"  # everything about one event shares its Kafka key
-    schema_version: ClassVar[int] = 1
+    schema_version: ClassVar[int] = contract.SCHEMA_VERSION
 
     @property
     def type(self) -> str:
         return type(self).__name__
 
+    @property
+    def aggregate_type(self) -> str:  # everything about one event shares its Kafka key
+        return contract.AGGREGATE_TYPES[self.type]
+
     def envelope(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "schema_version": self.schema_version,
-                "aggregate_id": self.aggregate_id, "occurred_at": iso(self.occurred_at), "data": self.data}
+        return contract.envelope(self.type, self.aggregate_id, self.data, id=self.id,
+                                 occurred_at=iso(self.occurred_at))
 
 
 class VenueCreated(DomainEvent):
-    aggregate_type = "venue"
 
     @classmethod
     def of(cls, venue: Venue) -> VenueCreated:

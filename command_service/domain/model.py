@@ -6,7 +6,6 @@ as ``SeatChange`` / ``GASectionState`` values (absolute post-change state + row 
 """
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -14,6 +13,7 @@ from typing import Any, Iterable
 
 from common.auth import Principal
 from command_service.domain import errors
+from contracts import seats
 
 # --- limits (also enforced by the command schemas in commands.py) -------------------------
 MAX_SEATS_PER_HOLD = 10
@@ -24,8 +24,6 @@ MAX_SEATS_PER_ROW = 1_000
 # Keeps EventCreated (which lists every seat id) well under Kafka's 1 MB default message size.
 MAX_SEATED_SEATS_PER_VENUE = 50_000
 MAX_VENUE_CAPACITY = 500_000
-CODE_PATTERN = r"^[A-Za-z0-9]{1,10}$"  # section codes and row labels: no '-' (it separates seat ids)
-_CODE = re.compile(CODE_PATTERN)
 
 
 def utcnow() -> datetime:
@@ -68,13 +66,9 @@ class SeatRef:
 
 
 def parse_seat_id(seat_id: str) -> SeatRef | None:
-    """``<section>-<row>-<n>`` (e.g. ``A-1-7``), or None when it is not shaped like a seat id."""
-    parts = seat_id.split("-") if isinstance(seat_id, str) else []
-    if len(parts) != 3 or not all(_CODE.match(p) for p in parts[:2]) or not parts[2].isdigit():
-        return None
-    if len(parts[2]) > 5 or int(parts[2]) < 1:
-        return None
-    return SeatRef(parts[0], parts[1], int(parts[2]))
+    """``<section>-<row>-<n>`` (e.g. ``A-1-7``), or None when it is not shaped like a seat id (contracts/seats.py)."""
+    parts = seats.parse(seat_id)
+    return SeatRef(*parts) if parts is not None else None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from common.auth import InvalidToken, Principal, bearer_token, decode_token
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
+from contracts.errors import CODE_FOR_STATUS, STATUS, error_body
 from command_service import metrics
 from command_service.adapters.idempotency import IdempotencyStore, fingerprint
 from command_service.adapters.seat_locks import SeatLocks
@@ -47,27 +48,16 @@ ACTOR = web.RequestKey("actor", Principal)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
 routes = web.RouteTableDef()
 
-STATUS = {
-    "VALIDATION_ERROR": 400, "UNAUTHENTICATED": 401, "FORBIDDEN": 403, "NOT_FOUND": 404,
-    "EMAIL_EXISTS": 409, "INVALID_STATE": 409, "EVENT_NOT_ON_SALE": 409, "SEATS_UNAVAILABLE": 409,
-    "SOLD_OUT": 409, "SEATS_AVAILABLE": 409, "ALREADY_ON_WAITLIST": 409, "IDEMPOTENCY_IN_PROGRESS": 409,
-    "IDEMPOTENCY_KEY_REUSED": 409, "HOLD_EXPIRED": 410,
-}
-HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
-
 
 # --- request helpers ----------------------------------------------------------------------
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
-
-
 def error_response(exc: BaseException) -> web.Response:
     """Every failure, as a CONTRACT error body with the matching status."""
     if isinstance(exc, errors.DomainError):
         status, body = STATUS[exc.code], error_body(exc.code, exc.message, exc.details)
     elif isinstance(exc, web.HTTPException):
         status = exc.status
-        body = error_body(HTTP_CODES.get(status, "HTTP_ERROR"), exc.reason)
+        body = error_body(CODE_FOR_STATUS.get(status, "VALIDATION_ERROR" if status < 500 else "INTERNAL_ERROR"),
+                          exc.reason)
     elif isinstance(exc, (psycopg.OperationalError, PoolTimeout, TransientConflict)):
         status, body = 503, error_body("DEPENDENCY_UNAVAILABLE", "database unavailable", {"dependency": "postgresql"})
     elif isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
@@ -76,8 +66,12 @@ def error_response(exc: BaseException) -> web.Response:
         log.exception("unhandled_error", exc_info=exc)
         status, body = 500, error_body("INTERNAL_ERROR", "internal error")
     metrics.REJECTIONS.labels(body["error"]["code"]).inc()
-    # A dependency that is down or saturated (pool timeout) usually recovers: tell clients when to retry.
-    return web.json_response(body, status=status, headers={"Retry-After": "1"} if status == 503 else None)
+    headers = {}
+    if status == 503:  # a dependency that is down or saturated (pool timeout) usually recovers
+        headers["Retry-After"] = "1"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+    return web.json_response(body, status=status, headers=headers or None)
 
 
 def actor(request: web.Request) -> Principal:

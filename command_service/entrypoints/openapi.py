@@ -8,7 +8,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from command_service.domain.model import (CODE_PATTERN, MAX_ROWS_PER_SECTION, MAX_SEATS_PER_HOLD,
+from contracts.seats import CODE_PATTERN
+from command_service.domain.model import (MAX_ROWS_PER_SECTION, MAX_SEATS_PER_HOLD,
                                           MAX_SEATS_PER_ROW, MAX_SECTION_CAPACITY, MAX_SECTIONS_PER_VENUE)
 
 UUID = {"type": "string", "format": "uuid"}

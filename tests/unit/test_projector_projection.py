@@ -33,29 +33,29 @@ CREATED = {"title": "T", "sections": [{"code": "A", "kind": "seated", "capacity"
 
 @pytest.mark.parametrize("env, error", [
     ("nope", "not a JSON object"),
-    ({"id": "x", "aggregate_id": "e", "data": {}}, "no 'type'"),
-    ({"type": "SeatsHeld", "id": "x", "aggregate_id": "e"}, "without a data object"),
+    ({"id": "x", "aggregate_id": "e", "data": {}}, r"type: Field required"),
+    ({"type": "SeatsHeld", "id": "x", "aggregate_id": "e"}, r"data: Field required"),
     ({"type": "SeatsHeld", "id": "x", "aggregate_id": "e", "data": {"hold": {}, "seats": [{"seat_id": "A1"}]}},
-     "malformed seat change"),
+     r"seats\.0\.status: Field required"),
     ({"type": "SeatsHeld", "id": "x", "aggregate_id": "e",
-      "data": {"hold": {}, "seats": [{"seat_id": "A-1", "status": "held", "version": 2}]}}, "malformed seat id"),
-    ({"type": "OrderConfirmed", "id": "x", "aggregate_id": "e", "data": {"order": {"id": "o"}}}, "order needs"),
-    ({"type": "SeatsReleased", "id": "x", "aggregate_id": "e", "data": {"reason": "why"}}, "unknown release reason"),
+      "data": {"hold": {}, "seats": [{"seat_id": "A-1", "status": "held", "version": 2}]}}, r"seats\.0\.seat_id: String should match pattern"),
+    ({"type": "OrderConfirmed", "id": "x", "aggregate_id": "e", "data": {"order": {"id": "o"}}}, r"order\.event_id: Field required"),
+    ({"type": "SeatsReleased", "id": "x", "aggregate_id": "e", "data": {"reason": "why"}}, r"reason: Input should be 'expired'"),
     ({"type": "EventPublished", "id": "x", "aggregate_id": "e", "schema_version": 9, "data": {"version": 2}},
      "unsupported schema_version"),
-    ({"type": "WaitlistJoined", "id": "x", "aggregate_id": "e", "data": {}}, "without an entry"),
-    ({"type": "WaitlistLeft", "id": "x", "aggregate_id": "e", "data": {"entry": {"id": "w"}}}, "needs id, event_id"),
+    ({"type": "WaitlistJoined", "id": "x", "aggregate_id": "e", "data": {}}, r"entry: Field required"),
+    ({"type": "WaitlistLeft", "id": "x", "aggregate_id": "e", "data": {"entry": {"id": "w"}}}, r"entry\.event_id: Field required"),
     ({"type": "WaitlistJoined", "id": "x", "aggregate_id": "e", "data": {"entry": {
-        "id": "w", "event_id": "e", "buyer_id": "b", "status": "queued"}}}, "unknown waitlist status"),
+        "id": "w", "event_id": "e", "buyer_id": "b", "status": "queued"}}}, r"entry\.status: Input should be 'waiting'"),
     ({"type": "WaitlistJoined", "id": "x", "aggregate_id": "e", "data": {"entry": {
         "id": "w", "event_id": "e", "buyer_id": "b", "status": "waiting", "quantity": "2", "seq": 1, "version": 1}}},
-     "integer quantity"),
+     r"entry\.quantity: Input should be a valid integer"),
     ({"type": "WaitlistOffered", "id": "x", "aggregate_id": "e", "data": {"entry": {
         "id": "w", "event_id": "e", "buyer_id": "b", "status": "offered", "quantity": 1, "seq": 1, "version": 2,
-        "created_at": "2026-11-21T10:00:00Z", "updated_at": "2026-11-21T10:00:00Z"}}}, "offer needs a hold_id"),
+        "created_at": "2026-11-21T10:00:00Z", "updated_at": "2026-11-21T10:00:00Z"}}}, r"entry: Value error, an offered entry needs its offer"),
     ({"type": "OfferExpired", "id": "x", "aggregate_id": "e", "data": {"entry": {
         "id": "w", "event_id": "e", "buyer_id": "b", "status": "expired", "quantity": 1, "seq": 1, "version": 3,
-        "created_at": "2026-11-21T10:00:00Z", "updated_at": "yesterday"}}}, "bad timestamp"),
+        "created_at": "2026-11-21T10:00:00Z", "updated_at": "yesterday"}}}, r"entry\.updated_at: Value error"),
 ])
 def test_malformed_envelopes_are_poison(env, error):
     with pytest.raises(P.PoisonMessage, match=error):
@@ -227,7 +227,7 @@ def test_waitlist_events_validate_with_null_fields_dropped():
     P.validate({"type": "WaitlistJoined", "id": "x", "aggregate_id": EV, "data": {"entry": entry()}})
     m = msg(1, "WaitlistOffered", {"entry": entry("offered", 2, offer=OFFER, section="GA", quantity=3)})
     assert P.fold_waitlist([m])["w1"]["section"] == "GA"
-    with pytest.raises(P.PoisonMessage, match="without a reason"):
+    with pytest.raises(P.PoisonMessage, match="reason: Field required"):
         msg(2, "OfferExpired", {"entry": entry("expired", 3)})
 
 
@@ -258,13 +258,13 @@ def test_waitlist_notifications_carry_the_offer():
     assert P.notification(msg(4, "WaitlistLeft", {"entry": entry("left", 2)})) is None
 
 
-@pytest.mark.parametrize("seat_id, parts", [("A-1-7", ("A", "1", 7)), ("VIP-AA-1000", ("VIP", "AA", 1000)),
-                                            ("A-1-07", ("A", "1", 7))])
+@pytest.mark.parametrize("seat_id, parts", [("A-1-7", ("A", "1", 7)), ("VIP-AA-1000", ("VIP", "AA", 1000))])
 def test_seat_ids_split_into_section_row_and_number(seat_id, parts):
     assert P.split_seat(seat_id) == parts
 
 
 @pytest.mark.parametrize("seat_id", ["A-1-0", "A-1", "A--1", "-1-1", "A-1-1-2", "A-1-x", "A-1-\u00b2", "A-1- 1",
+                                     "A-1-07", "A-1-123456", "ABCDEFGHIJK-1-1", "\u00c4-1-1",
                                      7, None])
 def test_malformed_seat_ids_are_poison(seat_id):
     with pytest.raises(P.PoisonMessage, match="malformed seat id"):

@@ -1,0 +1,286 @@
+"""The outbox envelope and every event payload (schema v1), as typed models: the one definition.
+
+The command side builds every envelope through :func:`envelope` (command_service/domain/events.py maps domain
+objects to these payloads); the projectors check every message with :func:`validate` before folding it. A
+message that fails is poison (dead-letter topic). command_service/EVENTS.md documents the same shapes in prose;
+tests/unit/test_contracts.py checks that its table and these models name the same fields.
+
+Wire rules (unchanged since v1):
+- times are ISO 8601 UTC strings with ``Z`` (kept as strings, so a round trip never changes their bytes);
+- Debezium's JSON expansion drops ``null`` fields and empty arrays, so every optional field has a default;
+- nested documents (event document, hold, order, entry) allow extra fields: a newer writer may add some, and an
+  older reader must still apply the message (a change that is not backward compatible bumps ``schema_version``).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
+
+from contracts.seats import SEAT_ID_PATTERN
+
+SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "DATA_MODELS", "Envelope", "envelope", "validate", "ValidationError"]
+
+
+def _iso(value: str) -> str:
+    datetime.fromisoformat(value.replace("Z", "+00:00"))  # ValueError -> ValidationError
+    return value
+
+
+Timestamp = Annotated[str, AfterValidator(_iso)]
+SeatId = Annotated[str, Field(pattern=SEAT_ID_PATTERN)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class _Open(BaseModel):
+    """A nested document: typed where readers rely on it, open to fields a newer writer adds."""
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+# --- inventory: absolute post-change states with per-row versions --------------------------------------------
+class SeatState(_Open):
+    seat_id: SeatId
+    status: Literal["available", "held", "sold"]
+    version: StrictInt
+
+
+class GASectionState(_Open):
+    section: str
+    capacity: StrictInt
+    held: StrictInt
+    sold: StrictInt
+    version: StrictInt
+
+
+class _Inventory(_Open):
+    seats: list[SeatState] = []
+    ga_sections: list[GASectionState] = []
+
+
+# --- documents ---------------------------------------------------------------------------------------------
+class Row(_Open):
+    label: str
+    seats: StrictInt
+
+
+class SectionDoc(_Open):
+    code: str
+    name: str = ""
+    kind: Literal["seated", "ga"] = "seated"
+    capacity: StrictInt = 0
+    price: StrictInt | None = None
+    rows: list[Row] = []
+
+
+class VenueRef(_Open):
+    id: str | None = None
+    name: str | None = None
+    city: str | None = None
+
+
+class EventDocument(_Open):
+    """An event as the command side stores it (HTTP responses carry the same document)."""
+    id: str | None = None
+    organizer_id: str | None = None
+    status: Literal["draft", "on_sale", "cancelled"] = "draft"
+    title: str
+    description: str | None = None
+    category: str | None = None
+    venue: VenueRef | None = None
+    venue_id: str | None = None
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp | None = None
+    currency: str | None = None
+    prices: dict[str, StrictInt] = {}
+    capacity: StrictInt = 0
+    sections: list[SectionDoc] = []
+    version: StrictInt = 1
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
+
+
+class Hold(_Open):
+    id: str | None = None  # always written; no reader needs it
+    event_id: str | None = None
+    buyer_id: str | None = None
+    seats: list[SeatId] | None = None  # or section + quantity
+    section: str | None = None
+    quantity: StrictInt | None = None
+    total: StrictInt | None = None
+    currency: str | None = None
+    status: str | None = None
+    expires_at: Timestamp | None = None
+    waitlist_entry_id: str | None = None  # only on a waitlist offer
+
+
+class Order(_Open):
+    id: str
+    event_id: str
+    buyer_id: str
+    hold_id: str | None = None
+    status: Literal["confirmed", "cancelled"]
+    seats: list[SeatId] | None = None  # or section + quantity
+    section: str | None = None
+    quantity: StrictInt | None = None
+    total: StrictInt
+    currency: str | None = None
+    created_at: Timestamp
+    cancelled_at: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Order:
+        if not self.seats and (self.section is None or self.quantity is None):
+            raise ValueError("order needs seats or section + quantity")
+        if self.status == "cancelled" and self.cancelled_at is None:
+            raise ValueError("cancelled order without cancelled_at")
+        return self
+
+
+class Offer(_Open):
+    hold_id: str
+    expires_at: Timestamp
+
+
+class WaitlistEntry(_Open):
+    id: NonEmpty
+    event_id: NonEmpty
+    buyer_id: NonEmpty
+    section: str | None = None  # None: any seated seat
+    quantity: StrictInt
+    seq: StrictInt                # the FIFO ticket, unique and increasing per event
+    status: Literal["waiting", "offered", "converted", "expired", "left"]
+    offer: Offer | None = None
+    version: StrictInt
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @model_validator(mode="after")
+    def _offer(self) -> WaitlistEntry:
+        if self.status == "offered" and self.offer is None:
+            raise ValueError("an offered entry needs its offer")
+        return self
+
+
+# --- event payloads (``data``) -------------------------------------------------------------------------------
+class VenueCreated(_Open):
+    id: str | None = None
+    organizer_id: str | None = None
+    name: str
+    city: str | None = None
+    address: str | None = None
+    capacity: StrictInt = 0
+    sections: list[SectionDoc] = []
+
+
+class EventCreated(EventDocument):
+    seats: list[SeatId] = []  # every seat id of the event, in layout order
+
+
+class EventUpdated(EventDocument):
+    changed: list[str] = []
+
+
+class _StatusChange(_Open):
+    status: Literal["draft", "on_sale", "cancelled"]
+    version: StrictInt
+    updated_at: Timestamp | None = None
+
+
+class EventPublished(_StatusChange):
+    pass
+
+
+class EventCancelled(_StatusChange):
+    pass
+
+
+class SeatsHeld(_Inventory):
+    hold: Hold
+
+
+RELEASE_REASONS = ("expired", "cancelled", "order_cancelled", "event_cancelled")
+
+
+class SeatsReleased(_Inventory):
+    reason: Literal["expired", "cancelled", "order_cancelled", "event_cancelled"]
+    hold_id: str | None = None
+    order_id: str | None = None
+
+
+class OrderConfirmed(_Inventory):
+    order: Order
+
+
+class OrderCancelled(_Open):
+    order: Order
+    reason: str = "cancelled_by_buyer"
+
+
+class _WaitlistChange(_Open):
+    entry: WaitlistEntry
+
+
+class WaitlistJoined(_WaitlistChange):
+    pass
+
+
+class WaitlistOffered(_WaitlistChange):
+    pass
+
+
+class OfferExpired(_WaitlistChange):
+    reason: str  # expired | declined | event_cancelled
+
+
+class WaitlistConverted(_WaitlistChange):
+    pass
+
+
+class WaitlistLeft(_WaitlistChange):
+    reason: str | None = None  # event_cancelled: the entry was only waiting when its event was cancelled
+
+
+DATA_MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (
+    VenueCreated, EventCreated, EventUpdated, EventPublished, EventCancelled, SeatsHeld, SeatsReleased,
+    OrderConfirmed, OrderCancelled, WaitlistJoined, WaitlistOffered, OfferExpired, WaitlistConverted, WaitlistLeft)}
+# Kafka topic per aggregate type: evently.<aggregatetype> (Debezium outbox router). Everything about one event
+# shares aggregate type "event" and the event id as key, so it stays in commit order on one partition.
+AGGREGATE_TYPES: dict[str, str] = {name: ("venue" if name == "VenueCreated" else "event") for name in DATA_MODELS}
+
+
+class Envelope(BaseModel):
+    """The outbox row's ``payload``."""
+    model_config = ConfigDict(extra="allow")
+    id: NonEmpty
+    type: str
+    schema_version: StrictInt = SCHEMA_VERSION
+    aggregate_id: NonEmpty
+    occurred_at: Timestamp | None = None
+    data: dict[str, Any]
+
+
+_ENVELOPE = TypeAdapter(Envelope)
+
+
+def envelope(type_: str, aggregate_id: str, data: dict[str, Any], *, id: str, occurred_at: str) -> dict[str, Any]:
+    """Build a v1 envelope; ``data`` is checked against the payload model of ``type_`` (ValidationError)."""
+    payload = DATA_MODELS[type_].model_validate(data)
+    return {"id": id, "type": type_, "schema_version": SCHEMA_VERSION, "aggregate_id": aggregate_id,
+            "occurred_at": occurred_at, "data": payload.model_dump(mode="json", exclude_unset=True)}
+
+
+def validate(env: Any) -> dict[str, Any]:
+    """Check a received envelope and its payload (ValueError / ValidationError when it can never be applied).
+
+    Unknown types pass unchecked: a reader ignores what it does not know. Returns ``env`` itself."""
+    if not isinstance(env, dict):
+        raise ValueError("payload is not a JSON object")
+    head = _ENVELOPE.validate_python(env)
+    model = DATA_MODELS.get(head.type)
+    if model is not None:
+        if head.schema_version != SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema_version {head.schema_version!r} for {head.type}")
+        model.model_validate(head.data)
+    return env

@@ -1,0 +1,39 @@
+"""Redis key names shared by the services (one definition each).
+
+Per event, the command side's seat gate keeps its keys in one Redis Cluster hash slot (the ``{event_id}`` tag):
+- ``evently:{E}:lock:<seat>``: hold id, expiring with the hold (command_service/adapters/seat_locks.py);
+- ``evently:{E}:seats``: hash seat -> ``<version>:S`` (sold) or ``<version>:A`` (available again).
+The projector writes, and the query service reads:
+- ``feed:<event_id>``: the Redis Stream of an event's seat changes (SSE ``seats`` frames; the entry id is the SSE id);
+- ``notify:<user_id>``: the stream of a user's notifications, ``notify-seen:<user_id>`` the outbox ids already
+  appended to it (each notification goes out once).
+A rebuild pauses the live projectors:
+- ``evently:projector:pause`` (value = rebuild id, with a TTL) and ``evently:projector:paused:<group>`` (ack).
+"""
+from __future__ import annotations
+
+PROJECTOR_PAUSE = "evently:projector:pause"
+
+
+def seat_lock(event_id: str, seat_id: str) -> str:
+    return f"evently:{{{event_id}}}:lock:{seat_id}"
+
+
+def seat_states(event_id: str) -> str:
+    return f"evently:{{{event_id}}}:seats"
+
+
+def seat_feed(event_id: str) -> str:
+    return f"feed:{event_id}"
+
+
+def notifications(user_id: str) -> str:
+    return f"notify:{user_id}"
+
+
+def notifications_seen(user_id: str) -> str:
+    return f"notify-seen:{user_id}"
+
+
+def projector_paused_ack(group: str) -> str:
+    return f"evently:projector:paused:{group}"

@@ -1,0 +1,64 @@
+"""The MongoDB read models (projectors/README.md): collection names, shared document fields, status codes,
+bookkeeping fields and the one index list. The projectors write these documents; the query service reads them.
+
+Indexes belong to the writer: the projector (worker start, rebuild) calls :func:`ensure_indexes`; the query
+service never creates indexes, so there is one list and nothing to drift.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+
+# --- collections -------------------------------------------------------------------------------------------
+EVENTS = "events"        # one document per event: catalog + detail fields, counters, stats (_id = event id)
+SEATMAP = "seatmap"      # one chunk per seated row: st/v/p arrays indexed by seat number - 1 (_id = chunk_id)
+ORDERS = "orders"        # one document per order (_id = order id)
+WAITLIST = "waitlist"    # one document per waitlist entry (_id = entry id)
+VENUES = "venues"        # one document per venue (_id = venue id)
+ANALYTICS = "analytics"  # platform rollups: "totals" and "day:<YYYY-MM-DD>"
+APPLIED = "applied"      # outbox ids already applied (_id = outbox id, at = Kafka position)
+COLLECTIONS = (EVENTS, SEATMAP, ORDERS, ANALYTICS, VENUES, WAITLIST, APPLIED)
+
+# --- seat status codes (seat-map chunks keep one letter per seat) --------------------------------------------
+STATUS_CODE = {"available": "a", "held": "h", "sold": "s"}
+CODE_STATUS = {v: k for k, v in STATUS_CODE.items()}
+
+# --- bookkeeping fields: the projector's own, never part of an API response -----------------------------------
+WATERMARKS = "wm"              # {"<topic>:<partition>": highest offset folded into this document}
+CAS_VERSION = "cv"             # compare-and-set version of the document
+CREATED_BY = "created_by_event"  # outbox id of the EventCreated that inserted the event document
+BOOKKEEPING = (CREATED_BY, WATERMARKS, CAS_VERSION)
+HIDE_BOOKKEEPING = {f: 0 for f in BOOKKEEPING}  # a find() projection
+
+# --- shared document fields ---------------------------------------------------------------------------------
+# What the public event list reads from an EVENTS document (projectors.projection.event_static writes them).
+EVENT_LIST_FIELDS = ("title", "category", "venue", "starts_at", "status", "currency", "price_min", "price_max",
+                     "capacity", "available")
+SEATMAP_CHUNK_FIELDS = ("event_id", "section", "row", "st", "v", "p", CAS_VERSION)  # st: status code per seat
+PUBLIC_EVENT_STATUSES = ("on_sale", "cancelled")  # drafts are the organizer's own business
+
+
+def chunk_id(event_id: str, section: str, row: str) -> str:
+    return f"{event_id}:{section}:{row}"
+
+
+# --- indexes: (collection, keys) ----------------------------------------------------------------------------
+INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
+    (EVENTS, [("status", ASCENDING), ("starts_at", ASCENDING)]),  # the public list
+    (EVENTS, [("category", ASCENDING)]),
+    (EVENTS, [("venue.city", ASCENDING)]),
+    (EVENTS, [("organizer_id", ASCENDING)]),                     # the organizer's own events
+    (EVENTS, [("sold", DESCENDING)]),                            # admin analytics: most popular
+    (SEATMAP, [("event_id", ASCENDING)]),
+    (ORDERS, [("buyer_id", ASCENDING), ("created_at", DESCENDING)]),  # /me/orders
+    (ORDERS, [("event_id", ASCENDING)]),                          # event cancellation fan-out
+    (WAITLIST, [("buyer_id", ASCENDING), ("created_at", DESCENDING)]),
+    (WAITLIST, [("event_id", ASCENDING), ("status", ASCENDING), ("seq", ASCENDING)]),  # positions
+)
+
+
+def ensure_indexes(db: Any) -> None:
+    """Create every read-model index (idempotent). ``db`` is a pymongo ``Database``."""
+    for collection, index_keys in INDEXES:
+        db[collection].create_index(index_keys)
