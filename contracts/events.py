@@ -14,9 +14,9 @@ Wire rules (unchanged since v1):
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
 
 from contracts.seats import SEAT_ID_PATTERN
 
@@ -29,9 +29,17 @@ def _iso(value: str) -> str:
     return value
 
 
+def _none_is_empty(value: Any) -> Any:
+    return [] if value is None else value
+
+
 Timestamp = Annotated[str, AfterValidator(_iso)]
 SeatId = Annotated[str, Field(pattern=SEAT_ID_PATTERN)]
 NonEmpty = Annotated[str, Field(min_length=1)]
+T = TypeVar("T")
+# Debezium's JSON expansion infers one struct per array, so a list that one element lacks arrives as null in it
+# (a GA section's ``rows``): a list field reads null as empty.
+List = Annotated[list[T], BeforeValidator(_none_is_empty)]
 
 
 class _Open(BaseModel):
@@ -55,8 +63,8 @@ class GASectionState(_Open):
 
 
 class _Inventory(_Open):
-    seats: list[SeatState] = []
-    ga_sections: list[GASectionState] = []
+    seats: List[SeatState] = []
+    ga_sections: List[GASectionState] = []
 
 
 # --- documents ---------------------------------------------------------------------------------------------
@@ -71,7 +79,7 @@ class SectionDoc(_Open):
     kind: Literal["seated", "ga"] = "seated"
     capacity: StrictInt = 0
     price: StrictInt | None = None
-    rows: list[Row] = []
+    rows: List[Row] = []
 
 
 class VenueRef(_Open):
@@ -95,7 +103,7 @@ class EventDocument(_Open):
     currency: str | None = None
     prices: dict[str, StrictInt] = {}
     capacity: StrictInt = 0
-    sections: list[SectionDoc] = []
+    sections: List[SectionDoc] = []
     version: StrictInt = 1
     created_at: Timestamp | None = None
     updated_at: Timestamp | None = None
@@ -171,15 +179,15 @@ class VenueCreated(_Open):
     city: str | None = None
     address: str | None = None
     capacity: StrictInt = 0
-    sections: list[SectionDoc] = []
+    sections: List[SectionDoc] = []
 
 
 class EventCreated(EventDocument):
-    seats: list[SeatId] = []  # every seat id of the event, in layout order
+    seats: List[SeatId] = []  # every seat id of the event, in layout order
 
 
 class EventUpdated(EventDocument):
-    changed: list[str] = []
+    changed: List[str] = []
 
 
 class _StatusChange(_Open):

@@ -1,22 +1,20 @@
 """Query service entrypoint: ``python -m query_service.app`` (uvicorn on EVENTLY_QUERY_HOST:PORT).
 
-Thin HTTP layer: parse and bound the query string, check the token, call a view
-(query_service/views.py) or open a live stream (query_service/feed.py), add caching headers.
-Reads only; everything comes from the MongoDB read models and the Redis feed streams.
+The routes and the lifespan. Each route declares its OpenAPI operation next to its handler (``@get``): the
+query-string model it is validated with (query_service/params.py) and the response models it renders through
+(query_service/responses.py) are the ones /openapi.json documents (common/openapi.py builds it). The glue
+(errors, auth, metrics) is in query_service/http.py, the micro-cache in query_service/cache.py; reads are
+views over the MongoDB read models (query_service/views.py) and the Redis feed streams (query_service/feed.py).
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import gc
-import hashlib
-import json
 import os
 import re
 import shutil
 import tempfile
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -24,198 +22,111 @@ import redis.asyncio
 import redis.exceptions
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
-from common.auth import InvalidToken, Principal, bearer_token, decode_token
 from common.logging import configure_logging
+from common.openapi import Operation, Param, build_document, swagger_ui
 from common.settings import Settings, get_settings
 from contracts import keys
+from contracts.errors import ErrorBody
 from query_service import views
-from query_service.feed import StreamHub, notification_frame, seat_frame
-from query_service.metrics import LATENCY
-from query_service.openapi import openapi_document
+from query_service.cache import MicroCache, cached_json
+from query_service.feed import RESET_FRAME_DATA, StreamHub, notification_frame, seat_frame, sse_frame
+from query_service.http import EXCEPTION_HANDLERS, ApiError, MetricsMiddleware, log, principal, private_json, require
+from query_service.params import (PLANNED, PLANNED_MESSAGE, RESET, AnalyticsQuery, EventListQuery, NoQuery,
+                                  NotificationStreamQuery, PageQuery, Paging, Query, SeatStreamQuery, parse_query,
+                                  stream_position)
+from query_service.responses import (AdminAnalytics, EventDetail, EventPage, Health, OrderPage, OrganizerStats,
+                                     SeatMap, WaitlistPage, render)
 
 STATIC = Path(__file__).parent / "static"
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-STATUSES = ("on_sale", "cancelled")
+TITLE, VERSION = "Evently query service", "1.0.0"
+DESCRIPTION = ("Reads only: the MongoDB read models the projectors write, and the live seat feed (Redis "
+               "Streams). See docs/api.md. Errors have the body `{error: {code, message, details}}`; unknown, "
+               "repeated, empty or malformed query parameters are a 400 `VALIDATION_ERROR` naming each one.")
+
+ROUTES: list[BaseRoute] = []
+OPERATIONS: list[Operation] = []
+
+LAST_EVENT_ID = Param("Last-Event-ID", "header", "resume after this feed position (an EventSource sends it on "
+                      "reconnect); a position that is malformed or no longer retained starts the stream with "
+                      "`event: reset`")
+IF_NONE_MATCH = Param("If-None-Match", "header", "an `ETag` from an earlier response: 304 if it still matches")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: dict | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details or {}
+def get(path: str, summary: str, *, ok: type[BaseModel] | str | None, query: type[Query] = NoQuery,
+        errors: tuple[int, ...] = (), auth: bool = False, cached: bool = False, headers: tuple[Param, ...] = (),
+        tags: tuple[str, ...] = (), description: str = "", planned: tuple[str, ...] = ()) -> Callable:
+    """Register a GET route and its OpenAPI operation. The handler gets the request and its validated query."""
+    def register(handler: Callable[[Request, Any], Awaitable[Response]]) -> Callable:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            return await handler(request, parse_query(query, request.query_params, planned=planned))
 
-
-def error(status: int, code: str, message: str, details: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "details": details or {}}}, status_code=status)
-
-
-# --- input -------------------------------------------------------------------------------------
-def _int(request: Request, name: str, default: int, lo: int, hi: int, bad: dict[str, str]) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        bad[name] = "must be an integer"
-        return default
-    if not lo <= value <= hi:
-        bad[name] = f"must be between {lo} and {hi}"
-    return value
-
-
-def _text(request: Request, name: str, max_len: int, bad: dict[str, str]) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw.strip() == "":
-        return None
-    if len(raw) > max_len:
-        bad[name] = f"at most {max_len} characters"
-    return raw.strip()
-
-
-def _time(request: Request, name: str, bad: dict[str, str]) -> str | None:
-    """An ISO 8601 instant, normalised to the read model's form (UTC, milliseconds, 'Z')."""
-    raw = _text(request, name, 40, bad)
-    if raw is None:
-        return None
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        bad[name] = "must be an ISO 8601 date-time"
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
-def _paging(request: Request, bad: dict[str, str]) -> tuple[int, int]:
-    return _int(request, "page", 1, 1, 10_000, bad), _int(request, "page_size", 20, 1, 100, bad)
-
-
-def _check(bad: dict[str, str]) -> None:
-    if bad:
-        raise ApiError(400, "VALIDATION_ERROR", "invalid query parameters", bad)
+        ROUTES.append(Route(path, endpoint, methods=["GET"]))
+        responses: dict[int, Any] = {200: ok}
+        if cached:
+            responses[304] = None
+        for status in errors + ((403,) if auth else ()):
+            responses[status] = ErrorBody
+        OPERATIONS.append(Operation(
+            "get", path, summary, tags=tags, auth=auth, description=description,
+            query=None if query is NoQuery else query,
+            headers=headers + ((IF_NONE_MATCH,) if cached else ()), responses=responses))
+        return handler
+    return register
 
 
 def _event_id(request: Request) -> str:
     event_id = request.path_params["event_id"]
     if not UUID_RE.match(event_id):
-        raise ApiError(404, "NOT_FOUND", "no such event")
+        raise ApiError("NOT_FOUND", "no such event")  # a malformed id is as unknown as any other
     return event_id.lower()
 
 
-def principal(request: Request, *, query_token: bool = False) -> Principal:
-    header = request.headers.get("authorization")
-    token = request.query_params.get("access_token") if query_token and not header else None
-    try:
-        return decode_token(token or bearer_token(header), request.app.state.settings.jwt_secret)
-    except InvalidToken as exc:
-        raise ApiError(401, "UNAUTHENTICATED", str(exc)) from None
+async def _found(response: Response | None, what: str = "no such event") -> Response:
+    if response is None:
+        raise ApiError("NOT_FOUND", what)
+    return response
 
 
-def require(p: Principal, *roles: str) -> None:
-    if p.role not in roles:
-        raise ApiError(403, "FORBIDDEN", f"this endpoint is for {' or '.join(roles)} accounts")
-
-
-# --- caching -----------------------------------------------------------------------------------
-class MicroCache:
-    """Rendered public responses, keyed by path and query string: fresh for ``ttl`` seconds, then served stale
-    for up to ``stale`` more seconds while ONE task rebuilds it (single flight: a burst of requests on an
-    expired entry costs one read-model query, not one each). The read models are eventually consistent
-    anyway; the live seat stream carries every change in between."""
-
-    def __init__(self, ttl: float, stale: float = 5.0, max_entries: int = 10_000) -> None:
-        self.ttl, self.stale, self.max_entries = ttl, stale, max_entries
-        self.entries: dict[str, tuple[float, bytes, str]] = {}
-        self.inflight: dict[str, asyncio.Future] = {}
-
-    @staticmethod
-    def etag(body: bytes) -> str:
-        return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-
-    async def get(self, key: str, build: Callable[[], Awaitable[Any | None]]) -> tuple[bytes, str] | None:
-        now = time.monotonic()
-        hit = self.entries.get(key)
-        if hit is not None and now < hit[0]:
-            return hit[1], hit[2]
-        flight = self.inflight.get(key)
-        if flight is None:
-            flight = self.inflight[key] = asyncio.ensure_future(self._build(key, build))
-            flight.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if nobody awaits
-        if hit is not None and now < hit[0] + self.stale:
-            return hit[1], hit[2]  # stale while the flight refreshes it
-        return await asyncio.shield(flight)
-
-    async def _build(self, key: str, build: Callable[[], Awaitable[Any | None]]) -> tuple[bytes, str] | None:
-        try:
-            data = await build()
-            if data is None:
-                self.entries.pop(key, None)
-                return None
-            body = _dump(data)
-            tag = self.etag(body)
-            if self.ttl > 0:
-                if len(self.entries) >= self.max_entries:
-                    self.entries.clear()
-                self.entries[key] = (time.monotonic() + self.ttl, body, tag)
-            return body, tag
-        finally:
-            self.inflight.pop(key, None)
-
-
-def _dump(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-async def cached_json(request: Request, build: Callable[[], Awaitable[Any | None]], not_found: str) -> Response:
-    """A public GET: micro-cached, with a strong ETag over the exact body and 304 on If-None-Match."""
-    cache: MicroCache = request.app.state.cache
-    hit = await cache.get(request.url.path + "?" + request.url.query, build)
-    if hit is None:
-        raise ApiError(404, "NOT_FOUND", not_found)
-    body, etag = hit
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=0, must-revalidate"}
-    inm = request.headers.get("if-none-match")
-    if inm and (inm.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in inm.split(",")]):
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
-
-
-def private_json(data: Any) -> Response:
-    return Response(_dump(data), media_type="application/json", headers={"Cache-Control": "private, no-store"})
-
-
-# --- endpoints ---------------------------------------------------------------------------------
-async def index(request: Request) -> Response:
+# --- pages and operations ----------------------------------------------------------------------------
+@get("/", "The live seat-map page (HTML)", ok="text/html", query=PageQuery, errors=(400,), tags=("page",))
+async def index(request: Request, _: PageQuery) -> Response:
     return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
                         headers={"Cache-Control": "no-cache"})
 
 
-async def health(request: Request) -> JSONResponse:
+@get("/health", "Health of MongoDB and Redis (503 names the failed one)", ok=Health, tags=("operations",))
+async def health(request: Request, _: NoQuery) -> Response:
     checks, ok = {}, True
     try:
         await request.app.state.mongo.admin.command("ping")
         checks["mongodb"] = "ok"
     except PyMongoError as exc:
-        checks["mongodb"], ok = str(exc)[:200], False
+        checks["mongodb"], ok = "unavailable", False
+        log.warning("health check failed", dependency="mongodb", error=f"{type(exc).__name__}: {str(exc)[:300]}")
     try:
         await request.app.state.redis.ping()
         checks["redis"] = "ok"
     except redis.exceptions.RedisError as exc:
-        checks["redis"], ok = str(exc)[:200], False
-    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+        checks["redis"], ok = "unavailable", False
+        log.warning("health check failed", dependency="redis", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+    body = Health(status="ok" if ok else "unavailable", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
-async def metrics_endpoint(request: Request) -> Response:
+@get("/metrics", "Prometheus metrics", ok="text/plain", tags=("operations",))
+async def metrics_endpoint(request: Request, _: NoQuery) -> Response:
     registry = REGISTRY
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
@@ -223,140 +134,154 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def openapi(request: Request) -> JSONResponse:
+@get("/openapi.json", "This document (OpenAPI 3, generated from the code)", ok="application/json",
+     tags=("operations",))
+async def openapi(request: Request, _: NoQuery) -> Response:
     return JSONResponse(openapi_document())
 
 
-async def list_events(request: Request) -> Response:
-    bad: dict[str, str] = {}
-    page, page_size = _paging(request, bad)
-    status = _text(request, "status", 20, bad)
-    if status and status not in STATUSES:
-        bad["status"] = f"one of {', '.join(STATUSES)}"
-    flt = views.list_filter(_text(request, "q", 200, bad), _text(request, "category", 100, bad),
-                            _text(request, "city", 100, bad), _time(request, "starts_after", bad),
-                            _time(request, "starts_before", bad), status)
-    _check(bad)
-    return await cached_json(request, lambda: views.event_list(request.app.state.db, flt, page, page_size), "")
+@get("/docs", "Browsable API docs (Swagger UI, served locally)", ok="text/html", tags=("operations",))
+async def docs(request: Request, _: NoQuery) -> Response:
+    return HTMLResponse(DOCS.html)
 
 
-async def event_detail(request: Request) -> Response:
-    event_id = _event_id(request)
-    return await cached_json(request, lambda: views.event_detail(request.app.state.db, event_id), "no such event")
+# --- catalog -------------------------------------------------------------------------------------------
+@get("/api/v1/events", "Events on sale or cancelled: search, filters, pagination (ETag, micro-cached)",
+     ok=EventPage, query=EventListQuery, errors=(400,), cached=True, tags=("catalog",), planned=PLANNED,
+     description="Sorted by `starts_at`, then id; drafts are never listed. `q` is today a case-insensitive, "
+                 "literal substring of the title. CONTRACT's other list parameters (`price_max`, `available`, "
+                 f"`near`, `radius_km`, `sort`) are {PLANNED_MESSAGE}: they answer 400 VALIDATION_ERROR.")
+async def list_events(request: Request, q: EventListQuery) -> Response:
+    flt = views.list_filter(q.q, q.category, q.city, q.starts_after_text(), q.starts_before_text(), q.status)
+    db = request.app.state.db
+    return await _found(await cached_json(
+        request, lambda: _render(EventPage, views.event_list(db, flt, q.page, q.page_size))))
 
 
-async def event_seats(request: Request) -> Response:
-    event_id = _event_id(request)
-    state = request.app.state
-    return await cached_json(request, lambda: views.seat_map(state.db, state.redis, event_id), "no such event")
+@get("/api/v1/events/suggest", "Search suggestions: planned for a later milestone (400 until built)",
+     ok=None, errors=(400,), tags=("catalog",), query=NoQuery,
+     description=f"CONTRACT lists `GET /api/v1/events/suggest?q=`; it is {PLANNED_MESSAGE}.")
+async def suggest(request: Request, _: NoQuery) -> Response:
+    raise ApiError("VALIDATION_ERROR", "search suggestions are not built yet", {"suggest": PLANNED_MESSAGE})
 
 
-def _last_event_id(request: Request) -> str | None:
-    value = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    return value.strip()[:64] if value and value.strip() else None
+@get("/api/v1/events/{event_id}", "Event detail with per-section counts (ETag, micro-cached)", ok=EventDetail,
+     errors=(404,), cached=True, tags=("catalog",))
+async def event_detail(request: Request, _: NoQuery) -> Response:
+    event_id, db = _event_id(request), request.app.state.db
+    return await _found(await cached_json(request, lambda: _render(EventDetail, views.event_detail(db, event_id))))
 
 
-def _sse(request: Request, hub: StreamHub, key: str) -> EventSourceResponse:
+@get("/api/v1/events/{event_id}/seats", "Seat map and the feed position to stream from (ETag, micro-cached)",
+     ok=SeatMap, errors=(404,), cached=True, tags=("catalog",))
+async def event_seats(request: Request, _: NoQuery) -> Response:
+    event_id, state = _event_id(request), request.app.state
+    return await _found(await cached_json(
+        request, lambda: _render(SeatMap, views.seat_map(state.db, state.redis, event_id))))
+
+
+async def _render(model: type[BaseModel], data: Awaitable[Any]) -> BaseModel | None:
+    return render(model, await data)
+
+
+# --- live streams --------------------------------------------------------------------------------------
+SEAT_STREAM_DOC = ("Frames `event: seats`, `id: <position>`, `data: {event_id, changes: [{seat, status} | "
+                   "{section, available}]}`; `event: reset` when the position is no longer retained or is "
+                   "malformed (refetch /seats); a comment heartbeat at least every 15 s. Resume with "
+                   "`Last-Event-ID` or `?last_event_id=` (the header wins).")
+
+
+async def _reset_only():
+    yield sse_frame("reset", None, RESET_FRAME_DATA)
+
+
+def _sse(request: Request, hub: StreamHub, key: str, last_event_id: str | None) -> EventSourceResponse:
     s: Settings = request.app.state.settings
+    position = stream_position(request.headers.get("last-event-id"), last_event_id)
+    frames = _reset_only() if position == RESET else hub.stream(key, position)
     # ping=0: the hub sends the heartbeats (one timer for all subscribers, see feed.py)
-    return EventSourceResponse(hub.stream(key, _last_event_id(request)), ping=0,
-                               send_timeout=s.sse_send_timeout_seconds,
+    return EventSourceResponse(frames, ping=0, send_timeout=s.sse_send_timeout_seconds,
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-async def seat_stream(request: Request) -> Response:
+@get("/api/v1/events/{event_id}/seats/stream", "Live seat changes (SSE)", ok="text/event-stream",
+     query=SeatStreamQuery, errors=(400, 404), headers=(LAST_EVENT_ID,), tags=("streams",),
+     description=SEAT_STREAM_DOC)
+async def seat_stream(request: Request, q: SeatStreamQuery) -> Response:
     event_id = _event_id(request)
-    exists = await request.app.state.db.events.find_one({"_id": event_id, "status": {"$in": list(STATUSES)}},
-                                                        {"_id": 1})
+    exists = await request.app.state.db.events.find_one(
+        {"_id": event_id, "status": {"$in": list(views.PUBLIC_STATUSES)}}, {"_id": 1})
     if exists is None:
-        raise ApiError(404, "NOT_FOUND", "no such event")
-    return _sse(request, request.app.state.seat_hub, keys.seat_feed(event_id))
+        raise ApiError("NOT_FOUND", "no such event")
+    return _sse(request, request.app.state.seat_hub, keys.seat_feed(event_id), q.last_event_id)
 
 
-async def notification_stream(request: Request) -> Response:
-    p = principal(request, query_token=True)
+@get("/api/v1/me/notifications/stream", "The buyer's notifications (SSE)", ok="text/event-stream",
+     query=NotificationStreamQuery, errors=(400,), auth=True, headers=(LAST_EVENT_ID,), tags=("streams",),
+     description="Events `order_confirmed`, `order_cancelled`, `waitlist_offer`, `offer_expired`, each with "
+                 "`id: <position>`; the token may also come as `?access_token=` (EventSource cannot set "
+                 "headers). Resume and reset as on the seat stream.")
+async def notification_stream(request: Request, q: NotificationStreamQuery) -> Response:
+    p = principal(request, query_token=q.access_token)
     require(p, "buyer")
-    return _sse(request, request.app.state.notify_hub, keys.notifications(p.user_id))
+    return _sse(request, request.app.state.notify_hub, keys.notifications(p.user_id), q.last_event_id)
 
 
-async def _buyers_page(request: Request, view: Callable[..., Awaitable[Any]]) -> Response:
+# --- the buyer's own -----------------------------------------------------------------------------------
+async def _buyers_page(request: Request, q: Paging, model: type[BaseModel],
+                       view: Callable[..., Awaitable[Any]]) -> Response:
     """One page of the calling buyer's own documents (orders, waitlist entries)."""
     p = principal(request)
     require(p, "buyer")
-    bad: dict[str, str] = {}
-    page, page_size = _paging(request, bad)
-    _check(bad)
-    return private_json(await view(request.app.state.db, p.user_id, page, page_size))
+    return private_json(render(model, await view(request.app.state.db, p.user_id, q.page, q.page_size)))
 
 
-async def my_orders(request: Request) -> Response:
-    return await _buyers_page(request, views.my_orders)
+@get("/api/v1/me/orders", "The buyer's orders, newest first", ok=OrderPage, query=Paging, errors=(400,),
+     auth=True, tags=("buyer",))
+async def my_orders(request: Request, q: Paging) -> Response:
+    return await _buyers_page(request, q, OrderPage, views.my_orders)
 
 
-async def my_waitlist(request: Request) -> Response:
-    return await _buyers_page(request, views.my_waitlist)
+@get("/api/v1/me/waitlist", "The buyer's waitlist entries, newest first (live positions)", ok=WaitlistPage,
+     query=Paging, errors=(400,), auth=True, tags=("buyer",))
+async def my_waitlist(request: Request, q: Paging) -> Response:
+    return await _buyers_page(request, q, WaitlistPage, views.my_waitlist)
 
 
-async def organizer_stats(request: Request) -> Response:
+# --- organizer and admin -------------------------------------------------------------------------------
+@get("/api/v1/organizer/events/{event_id}/stats", "Sales of one event (owning organizer or admin)",
+     ok=OrganizerStats, errors=(404,), auth=True, tags=("organizer",))
+async def organizer_stats(request: Request, _: NoQuery) -> Response:
     p = principal(request)
     require(p, "organizer", "admin")
     event_id = _event_id(request)
     owner = await views.event_owner(request.app.state.db, event_id)
     if owner is False:
-        raise ApiError(404, "NOT_FOUND", "no such event")
+        raise ApiError("NOT_FOUND", "no such event")
     if p.role != "admin" and owner != p.user_id:
-        raise ApiError(403, "FORBIDDEN", "not your event")
-    return private_json(await views.organizer_stats(request.app.state.db, event_id))
+        raise ApiError("FORBIDDEN", "not your event")
+    stats = render(OrganizerStats, await views.organizer_stats(request.app.state.db, event_id))
+    if stats is None:
+        raise ApiError("NOT_FOUND", "no such event")
+    return private_json(stats)
 
 
-async def admin_analytics(request: Request) -> Response:
+@get("/api/v1/admin/analytics", "Totals, daily rollups, most popular events (admin)", ok=AdminAnalytics,
+     query=AnalyticsQuery, errors=(400,), auth=True, tags=("admin",))
+async def admin_analytics(request: Request, q: AnalyticsQuery) -> Response:
     p = principal(request)
     require(p, "admin")
-    bad: dict[str, str] = {}
-    days = _int(request, "days", 30, 1, 366, bad)
-    top = _int(request, "top", 10, 1, 100, bad)
-    _check(bad)
-    return private_json(await views.admin_analytics(request.app.state.db, days, top))
+    return private_json(render(AdminAnalytics, await views.admin_analytics(request.app.state.db, q.days, q.top)))
 
 
-# --- errors and metrics ------------------------------------------------------------------------
-async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return error(exc.status, exc.code, exc.message, exc.details)
+# --- the document, the docs page -----------------------------------------------------------------------
+DOCS = swagger_ui("/openapi.json", title=TITLE, assets="/docs/assets")
+ROUTES.append(Mount("/docs/assets", app=StaticFiles(directory=DOCS.assets_dir), name="docs-assets"))
 
 
-async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "ERROR")
-    return error(exc.status_code, code, str(exc.detail))
-
-
-async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    dependency = "redis" if isinstance(exc, redis.exceptions.RedisError) else "mongodb"
-    return error(503, "DEPENDENCY_UNAVAILABLE", f"{dependency} unavailable", {"dependency": dependency})
-
-
-class MetricsMiddleware:
-    """Request latency by route template (pure ASGI, so streaming responses pass through untouched)."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"].endswith("/stream"):
-            return await self.app(scope, receive, send)  # long-lived streams: not latency samples
-        started, status = time.perf_counter(), [500]
-
-        async def send_status(message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            if status[0]:
-                route = scope.get("route")
-                LATENCY.labels(scope["method"], getattr(route, "path", "unmatched"), str(status[0])) \
-                    .observe(time.perf_counter() - started)
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    return build_document(TITLE, VERSION, DESCRIPTION, OPERATIONS)
 
 
 @contextlib.asynccontextmanager
@@ -383,30 +308,8 @@ async def lifespan(app: Starlette):
     await app.state.mongo.close()
 
 
-ROUTES = [
-    Route("/", index),
-    Route("/health", health),
-    Route("/metrics", metrics_endpoint),
-    Route("/openapi.json", openapi),
-    Route("/api/v1/events", list_events),
-    Route("/api/v1/events/{event_id}", event_detail),
-    Route("/api/v1/events/{event_id}/seats", event_seats),
-    Route("/api/v1/events/{event_id}/seats/stream", seat_stream),
-    Route("/api/v1/me/orders", my_orders),
-    Route("/api/v1/me/waitlist", my_waitlist),
-    Route("/api/v1/me/notifications/stream", notification_stream),
-    Route("/api/v1/organizer/events/{event_id}/stats", organizer_stats),
-    Route("/api/v1/admin/analytics", admin_analytics),
-]
-
-
 def create_app(settings: Settings | None = None) -> Starlette:
-    app = Starlette(
-        routes=ROUTES,
-        exception_handlers={ApiError: api_error, HTTPException: http_error, PyMongoError: store_unavailable,
-                            redis.exceptions.RedisError: store_unavailable},
-        lifespan=lifespan,
-    )
+    app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.settings = settings or get_settings()
     app.add_middleware(MetricsMiddleware)
     return app

@@ -9,7 +9,7 @@ import asyncio
 import re
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import keys

@@ -10,11 +10,12 @@ from typing import Annotated, Any, Literal, TypeVar, Union
 
 import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from common.auth import Principal
 from command_service.domain import errors
 from contracts.seats import CODE_PATTERN
-from command_service.domain.model import (MAX_ROWS_PER_SECTION, MAX_SEATS_PER_HOLD,
+from command_service.domain.model import (MAX_ROWS_PER_SECTION, MAX_SEATED_SEATS_PER_VENUE, MAX_SEATS_PER_HOLD,
                                           MAX_SEATS_PER_ROW, MAX_SECTION_CAPACITY, MAX_SECTIONS_PER_VENUE,
                                           Layout, Row, Section)
 
@@ -25,12 +26,16 @@ def _utc(ts: datetime) -> datetime:
     return ts.astimezone(timezone.utc)
 
 
-Text = lambda n: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=n)]  # noqa: E731
+Text = lambda n: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=n),  # noqa: E731
+                           Field(description=f"trimmed of surrounding white space, then 1 to {n} characters")]
 Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
-UtcDatetime = Annotated[pydantic.AwareDatetime, AfterValidator(_utc)]
+UtcDatetime = Annotated[pydantic.AwareDatetime, AfterValidator(_utc),
+                        Field(description="ISO 8601 with a UTC offset, between 2000-01-01 and 2100-01-01")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Price = Annotated[int, Field(ge=0, le=100_000_000, strict=True)]
-Prices = Annotated[dict[Code, Price], Field(min_length=1, max_length=MAX_SECTIONS_PER_VENUE)]
+Prices = Annotated[dict[Code, Price], Field(min_length=1, max_length=MAX_SECTIONS_PER_VENUE,
+                                            description="one price per section: the keys are exactly the section "
+                                                        "codes of the venue (a PATCH may give a subset)")]
 Email = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254,
                                          pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Uuid = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"),
@@ -42,7 +47,7 @@ class Command(BaseModel):
 
 
 class Authenticated(Command):
-    actor: Principal
+    actor: SkipJsonSchema[Principal]  # from the bearer token, never from the body
 
 
 # --- auth ---------------------------------------------------------------------------------
@@ -68,7 +73,8 @@ class SeatedSectionIn(Command):
     code: Code
     name: Text(100)
     kind: Literal["seated"]
-    rows: Annotated[list[RowIn], Field(min_length=1, max_length=MAX_ROWS_PER_SECTION)]
+    rows: Annotated[list[RowIn], Field(min_length=1, max_length=MAX_ROWS_PER_SECTION,
+                                       description="row labels are unique within the section")]
 
 
 class GASectionIn(Command):
@@ -83,7 +89,9 @@ class CreateVenue(Authenticated):
     city: Text(100)
     address: Text(300) | None = None
     sections: Annotated[list[Annotated[Union[SeatedSectionIn, GASectionIn], Field(discriminator="kind")]],
-                        Field(min_length=1, max_length=MAX_SECTIONS_PER_VENUE)]
+                        Field(min_length=1, max_length=MAX_SECTIONS_PER_VENUE,
+                              description="section codes are unique within the venue; at most "
+                                          f"{MAX_SEATED_SEATS_PER_VENUE} seated seats in all")]
 
     def layout(self) -> Layout:
         return Layout(tuple(
@@ -138,7 +146,7 @@ class CreateHold(Authenticated):
     event_id: str
     seats: Annotated[list[Annotated[str, StringConstraints(max_length=40)]],
                      Field(min_length=1, max_length=MAX_SEATS_PER_HOLD)] | None = None
-    section: Code | None = None
+    section: Annotated[Code | None, Field(description="a general-admission section's code (with `quantity`)")] = None
     quantity: Annotated[int, Field(ge=1, le=MAX_SEATS_PER_HOLD, strict=True)] | None = None
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ many processes sharing the port (SO_REUSEPORT).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import multiprocessing
 import os
@@ -17,26 +18,28 @@ import signal
 import tempfile
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import psycopg
 import redis.asyncio
 import redis.exceptions
 import structlog
 from aiohttp import web
+from pydantic import BaseModel
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from common.auth import InvalidToken, Principal, bearer_token, decode_token
 from common.logging import configure_logging
+from common.openapi import Operation, Param, build_document, swagger_ui
 from common.settings import Settings, get_settings
-from contracts.errors import CODE_FOR_STATUS, STATUS, error_body
+from contracts.errors import CODE_FOR_STATUS, STATUS, ErrorBody, error_body
 from command_service import metrics
 from command_service.adapters.idempotency import IdempotencyStore, fingerprint
 from command_service.adapters.seat_locks import SeatLocks
 from command_service.domain import commands, errors
 from command_service.entrypoints import sweeper
-from command_service.entrypoints.openapi import openapi_document
+from command_service.entrypoints import schemas
 from command_service.service_layer import handlers
 from command_service.service_layer.unit_of_work import TransientConflict, UnitOfWork
 
@@ -111,69 +114,123 @@ async def run(request: web.Request, command: type[commands.Command], *, body: bo
     return await handlers.handle(cmd, request.app[SERVICES])
 
 
-# --- routes -------------------------------------------------------------------------------
-@routes.post("/api/v1/auth/register")
+# --- routes: each declares its OpenAPI operation (common/openapi.py) next to its handler ------------------------
+OPERATIONS: list[Operation] = []
+IDEMPOTENCY_KEY = Param("Idempotency-Key", "header", "1 to 200 characters: a repeat with the same key and body "
+                        "within 24 h replays the first response (CONTRACT \"Idempotency\")")
+TITLE, VERSION = "Evently command service", "1.0.0"
+DESCRIPTION = (
+    "Writes: accounts, venues, events, holds, orders, the waitlist. Reads are on the query service. "
+    "The reference is docs/api.md. Every error has the body `{error: {code, message, details}}`. "
+    "Strings are trimmed of surrounding white space before their length is checked; integers are strict "
+    "(a JSON integer: `\"2\"` and `2.0` are refused); unknown body fields are refused; times are ISO 8601 "
+    "with an offset, between 2000 and 2100. Every POST takes an `Idempotency-Key`.")
+
+
+def route(method: str, path: str, summary: str, *, ok: int = 200, response: type[BaseModel] | None = None,
+          body: type[BaseModel] | None = None, auth: bool = True, errors_: tuple[int, ...] = (),
+          tags: tuple[str, ...] = (), description: str = "") -> Callable:
+    """Register an aiohttp route and record its OpenAPI operation. ``body``: the command whose fields (minus the
+    token's actor and the path ids) are the JSON body."""
+    def register(handler: Callable) -> Callable:
+        routes.route(method, path)(handler)
+        responses: dict[int, Any] = {ok: response}
+        for status in errors_ + ((403,) if auth else ()):
+            responses[status] = ErrorBody
+        headers = (IDEMPOTENCY_KEY,) if method == "POST" else ()
+        OPERATIONS.append(Operation(method, path, summary, tags=tags, auth=auth, body=body, headers=headers,
+                                    responses=responses, description=description, body_exclude=("actor",)))
+        return handler
+    return register
+
+
+@route("POST", "/api/v1/auth/register", "Create a buyer or organizer account", ok=201, response=schemas.User,
+       body=commands.Register, auth=False, errors_=(409,), tags=("accounts",),
+       description="409 `EMAIL_EXISTS` when the email is taken (emails compare in lower case).")
 async def register(request: web.Request) -> web.Response:
     return web.json_response((await run(request, commands.Register)).to_json(), status=201)
 
 
-@routes.post("/api/v1/auth/token")
+@route("POST", "/api/v1/auth/token", "Log in: an access token for email + password", response=schemas.Token,
+       body=commands.IssueToken, auth=False, errors_=(401,), tags=("accounts",),
+       description="401 `UNAUTHENTICATED` for a wrong email or password (the same answer for both).")
 async def token(request: web.Request) -> web.Response:
     return web.json_response(await run(request, commands.IssueToken))
 
 
-@routes.post("/api/v1/venues")
+@route("POST", "/api/v1/venues", "Create a venue (organizer)", ok=201, response=schemas.Venue,
+       body=commands.CreateVenue, tags=("catalog",))
 async def create_venue(request: web.Request) -> web.Response:
     return web.json_response((await run(request, commands.CreateVenue)).to_json(), status=201)
 
 
-@routes.post("/api/v1/events")
+@route("POST", "/api/v1/events", "Create a draft event at one of the organizer's venues", ok=201,
+       response=schemas.Event, body=commands.CreateEvent, errors_=(404,), tags=("catalog",),
+       description="`prices` names exactly the venue's section codes. 404 when the venue is unknown or not "
+                   "the organizer's.")
 async def create_event(request: web.Request) -> web.Response:
     return web.json_response((await run(request, commands.CreateEvent)).document(), status=201)
 
 
-@routes.patch("/api/v1/events/{event_id}")
+@route("PATCH", "/api/v1/events/{event_id}", "Edit an event (owning organizer); never changes inventory",
+       response=schemas.Event, body=commands.UpdateEvent, errors_=(404, 409), tags=("catalog",),
+       description="Any of title, description, category, starts_at, ends_at, prices (at least one). `prices` keys "
+                   "must be section codes of the venue. 409 `INVALID_STATE` for a cancelled event.")
 async def update_event(request: web.Request) -> web.Response:
     event = await run(request, commands.UpdateEvent, event_id=path_id(request, "event_id"))
     return web.json_response(event.document())
 
 
-@routes.post("/api/v1/events/{event_id}/publish")
+@route("POST", "/api/v1/events/{event_id}/publish", "Put a draft on sale (owning organizer)",
+       response=schemas.Event, errors_=(404, 409), tags=("catalog",))
 async def publish_event(request: web.Request) -> web.Response:
     event = await run(request, commands.PublishEvent, body=False, event_id=path_id(request, "event_id"))
     return web.json_response(event.document())
 
 
-@routes.post("/api/v1/events/{event_id}/cancel")
+@route("POST", "/api/v1/events/{event_id}/cancel", "Cancel an event: every order cancelled, every hold released",
+       response=schemas.Event, errors_=(404, 409), tags=("catalog",),
+       description="The owning organizer or an admin.")
 async def cancel_event(request: web.Request) -> web.Response:
     event = await run(request, commands.CancelEvent, body=False, event_id=path_id(request, "event_id"))
     return web.json_response(event.document())
 
 
-@routes.post("/api/v1/events/{event_id}/holds")
+@route("POST", "/api/v1/events/{event_id}/holds", "Hold seats (all or nothing) until the hold expires", ok=201,
+       response=schemas.Hold, body=commands.CreateHold, errors_=(404, 409), tags=("buying",),
+       description="`{seats: [seat_id, ...]}` (at most 10) or `{section, quantity}` for a general-admission "
+                   "section. 409 `SEATS_UNAVAILABLE` (details.seats), `SOLD_OUT` or `EVENT_NOT_ON_SALE`.")
 async def create_hold(request: web.Request) -> web.Response:
     hold = await run(request, commands.CreateHold, event_id=path_id(request, "event_id"))
     return web.json_response(hold.to_json(), status=201)
 
 
-@routes.delete("/api/v1/holds/{hold_id}")
+@route("DELETE", "/api/v1/holds/{hold_id}", "Release a hold (owning buyer)", ok=204, errors_=(404,),
+       tags=("buying",))
 async def release_hold(request: web.Request) -> web.Response:
     await run(request, commands.ReleaseHold, body=False, hold_id=path_id(request, "hold_id"))
     return web.Response(status=204)
 
 
-@routes.post("/api/v1/orders")
+@route("POST", "/api/v1/orders", "Check out a hold (the buyer who owns it)", ok=201, response=schemas.Order,
+       body=commands.Checkout, errors_=(404, 409, 410), tags=("buying",),
+       description="410 `HOLD_EXPIRED` when the hold expired or was released.")
 async def checkout(request: web.Request) -> web.Response:
     return web.json_response((await run(request, commands.Checkout)).to_json(), status=201)
 
 
-@routes.post("/api/v1/orders/{order_id}/cancel")
+@route("POST", "/api/v1/orders/{order_id}/cancel", "Cancel an order; its seats return to sale exactly once",
+       response=schemas.Order, errors_=(404,), tags=("buying",),
+       description="The owning buyer, the event's organizer or an admin. Repeating it is harmless.")
 async def cancel_order(request: web.Request) -> web.Response:
     order = await run(request, commands.CancelOrder, body=False, order_id=path_id(request, "order_id"))
     return web.json_response(order.to_json())
 
 
-@routes.post("/api/v1/events/{event_id}/waitlist")
+@route("POST", "/api/v1/events/{event_id}/waitlist", "Join a sold-out event's waitlist", ok=201,
+       response=schemas.WaitlistJoined, body=commands.JoinWaitlist, errors_=(404, 409), tags=("buying",),
+       description="409 `SEATS_AVAILABLE` while enough seats are on sale, `ALREADY_ON_WAITLIST` for a second "
+                   "active entry.")
 async def join_waitlist(request: web.Request) -> web.Response:
     entry, position = await run(request, commands.JoinWaitlist, event_id=path_id(request, "event_id"))
     return web.json_response({"id": entry.id, "event_id": entry.event_id, "position": position,
@@ -181,33 +238,37 @@ async def join_waitlist(request: web.Request) -> web.Response:
                               "created_at": entry.to_json()["created_at"]}, status=201)
 
 
-@routes.delete("/api/v1/waitlist/{entry_id}")
+@route("DELETE", "/api/v1/waitlist/{entry_id}", "Leave a waitlist (owning buyer)", ok=204, errors_=(404,),
+       tags=("buying",))
 async def leave_waitlist(request: web.Request) -> web.Response:
     await run(request, commands.LeaveWaitlist, body=False, entry_id=path_id(request, "entry_id"))
     return web.Response(status=204)
 
 
-@routes.get("/health")
+@route("GET", "/health", "Health of PostgreSQL and Redis (503 names the failed one)", response=schemas.Health,
+       auth=False, tags=("operations",))
 async def health(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
 
-    async def check(probe) -> str:
+    async def check(name: str, probe) -> str:
         try:
             await asyncio.wait_for(probe(), timeout=2)
             return "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means unavailable
-            return f"unavailable: {exc!r}"[:200]
+        except Exception as exc:  # noqa: BLE001 - any failure means unavailable; the why goes to the log only
+            log.warning("health check failed", dependency=name, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            return "unavailable"
 
     async def pg() -> None:
         async with request.app[POOL].connection() as conn:
             await conn.execute("SELECT 1")
 
-    checks = dict(zip(("postgresql", "redis"), await asyncio.gather(check(pg), check(svc.locks.ping)), strict=True))
+    results = await asyncio.gather(check("postgresql", pg), check("redis", svc.locks.ping))
+    checks = dict(zip(("postgresql", "redis"), results, strict=True))
     ok = all(v == "ok" for v in checks.values())
     return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
 
 
-@routes.get("/metrics")
+@route("GET", "/metrics", "Prometheus metrics (all workers)", response=None, auth=False, tags=("operations",))
 async def metrics_endpoint(request: web.Request) -> web.Response:
     registry = REGISTRY
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # several worker processes: aggregate them
@@ -216,9 +277,24 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-@routes.get("/openapi.json")
+@route("GET", "/openapi.json", "This document (OpenAPI 3.1, generated from the code)", response=None, auth=False,
+       tags=("operations",))
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
+
+
+DOCS = swagger_ui("/openapi.json", title=TITLE, assets="/docs/assets")
+
+
+@route("GET", "/docs", "Browsable API docs (Swagger UI, served locally)", response=None, auth=False,
+       tags=("operations",))
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=DOCS.html, content_type="text/html")
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    return build_document(TITLE, VERSION, DESCRIPTION, OPERATIONS)
 
 
 # --- middlewares --------------------------------------------------------------------------
@@ -302,6 +378,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app = web.Application(client_max_size=s.max_body_bytes, middlewares=[errors_middleware, idempotency_middleware])
     app[SETTINGS] = s
     app.add_routes(routes)
+    app.router.add_static(DOCS.assets_url, DOCS.assets_dir)
     app.cleanup_ctx.append(services_ctx)
     return app
 

@@ -177,7 +177,7 @@ def test_poison_message_goes_to_the_dead_letter_topic_and_the_partition_moves_on
         c.close()
     errors = [dict(m.headers())["dlq.error"].decode() for m in dead]
     assert dead[0].value() == b"{this is not json" and "not JSON" in errors[0]
-    assert "malformed seat id" in errors[1]
+    assert "seats.0.seat_id" in errors[1] and "SeatsHeld" in errors[1]
     assert all(dict(m.headers())["dlq.source"].startswith(b"evently.event/") for m in dead)
 
 

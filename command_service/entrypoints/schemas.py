@@ -1,0 +1,126 @@
+"""Response bodies of the command service, as models: /openapi.json documents them (common/openapi.py), and the
+e2e suite validates every real response against that document, so a handler that sends a field no model
+declares, or leaves out a required one, fails the tests. Request bodies are the commands themselves
+(command_service/domain/commands.py).
+
+Fields typed ``T | None`` can be null; fields with a default of ``None`` but no ``| None`` are absent when they
+do not apply (a hold has ``seats``, or ``section`` + ``quantity``).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from common.openapi import Count, DateTime, Money, ResponseModel, Uuid
+
+Role = Literal["buyer", "organizer", "admin"]
+
+
+class User(ResponseModel):
+    id: Uuid
+    email: str
+    name: str
+    role: Role
+
+
+class Token(ResponseModel):
+    access_token: str = Field(description="a JWT (HS256) for `Authorization: Bearer`")
+    token_type: Literal["bearer"]
+    expires_in: int = Field(description="seconds until the access token expires")
+
+
+class RowOut(ResponseModel):
+    label: str
+    seats: Count
+
+
+class SectionOut(ResponseModel):
+    code: str
+    name: str
+    kind: Literal["seated", "ga"]
+    capacity: Count
+    rows: list[RowOut] = None  # seated sections only
+
+
+class Venue(ResponseModel):
+    id: Uuid
+    name: str
+    city: str
+    address: str | None
+    capacity: Count
+    sections: list[SectionOut]
+
+
+class VenueRef(ResponseModel):
+    id: Uuid
+    name: str
+    city: str
+
+
+class EventSection(SectionOut):
+    price: Money
+
+
+class Event(ResponseModel):
+    id: Uuid
+    organizer_id: Uuid
+    status: Literal["draft", "on_sale", "cancelled"]
+    title: str
+    description: str | None
+    category: str
+    venue: VenueRef
+    venue_id: Uuid
+    starts_at: DateTime
+    ends_at: DateTime | None
+    currency: str
+    prices: dict[str, Money]
+    capacity: Count
+    sections: list[EventSection]
+    version: int = Field(description="goes up with every change of the event (publish, edit, cancel)")
+    created_at: DateTime
+    updated_at: DateTime
+
+
+class Hold(ResponseModel):
+    id: Uuid
+    event_id: Uuid
+    buyer_id: Uuid
+    seats: list[str] = None       # a seated hold ...
+    section: str = None           # ... or a GA hold: section + quantity
+    quantity: int = None
+    total: Money
+    currency: str
+    status: Literal["active", "converted", "released", "expired"]
+    expires_at: DateTime
+    waitlist_entry_id: Uuid = None  # only on a waitlist offer
+
+
+class Order(ResponseModel):
+    id: Uuid
+    event_id: Uuid
+    buyer_id: Uuid
+    hold_id: Uuid
+    status: Literal["confirmed", "cancelled"]
+    seats: list[str] = None
+    section: str = None
+    quantity: int = None
+    total: Money
+    currency: str
+    created_at: DateTime
+    cancelled_at: DateTime | None
+
+
+class WaitlistJoined(ResponseModel):
+    id: Uuid
+    event_id: Uuid
+    position: int = Field(ge=1, description="1 = next in line")
+    status: Literal["waiting", "offered", "converted", "expired", "left"]
+    quantity: int
+    section: str | None
+    created_at: DateTime
+
+
+class Health(ResponseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(description="`postgresql` and `redis`: `ok`, or why not")

@@ -1,0 +1,248 @@
+"""Response models of the query service: every JSON body it sends goes through one of these (``render``), and
+/openapi.json documents the same models, so the document and the responses cannot drift apart.
+
+A view (query_service/views.py) returns plain data; ``render`` validates it into the endpoint's model and
+dumps only what the view set (``exclude_unset``: optional fields such as ``offer`` stay absent rather than
+``null``) and only documented fields (a field a view adds but no model declares is not sent).
+Fields marked ``| None`` can be null; fields with a default of ``None`` but no ``| None`` are optional (absent
+when they do not apply).
+"""
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.openapi import Count, DateTime, Money, ResponseModel, Uuid
+
+Date = Annotated[str, Field(json_schema_extra={"format": "date"})]
+Ratio = Annotated[float, Field(ge=0, le=1)]
+SeatStatus = Literal["available", "held", "sold"]
+SectionKind = Literal["seated", "ga"]
+EventStatus = Literal["draft", "on_sale", "cancelled"]
+PublicStatus = Literal["on_sale", "cancelled"]
+
+
+class Body(ResponseModel):
+    """``extra="ignore"``: ``render`` drops whatever a view adds that no model declares, so it is never sent."""
+    model_config = ConfigDict(extra="ignore")
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Page(Body, Generic[T]):
+    """CONTRACT "Lists"."""
+
+    items: list[T]
+    page: Annotated[int, Field(ge=1)]
+    page_size: Annotated[int, Field(ge=1, le=100)]
+    total: Count
+
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[type[Any], ...]) -> str:
+        return f"{params[0].__name__}Page"
+
+
+# --- catalog ------------------------------------------------------------------------------------
+class VenueSummary(Body):
+    name: str
+    city: str
+
+
+class EventListItem(Body):
+    id: Uuid
+    title: str
+    category: str
+    venue: VenueSummary
+    starts_at: DateTime
+    status: PublicStatus
+    currency: str
+    price_min: Money
+    price_max: Money
+    capacity: Count
+    available: Count
+
+
+class Venue(Body):
+    id: Uuid
+    name: str
+    city: str
+
+
+class SectionCounts(Body):
+    code: str
+    name: str
+    kind: SectionKind
+    capacity: Count
+    available: Count
+    held: Count
+    sold: Count
+    price: Money
+
+
+class EventDetail(Body):
+    id: Uuid
+    title: str
+    description: str | None
+    category: str
+    venue: Venue
+    starts_at: DateTime
+    ends_at: DateTime | None
+    status: PublicStatus
+    currency: str
+    capacity: Count
+    available: Count
+    held: Count
+    sold: Count
+    price_min: Money
+    price_max: Money
+    sections: list[SectionCounts]
+    version: Annotated[int, Field(ge=1, description="the event's version (bumped by every change)")]
+    updated_at: DateTime
+
+
+class Seat(Body):
+    id: Annotated[str, Field(description="`<section code>-<row label>-<seat number>`", examples=["A-1-7"])]
+    section: str
+    row: str
+    number: Annotated[int, Field(ge=1)]
+    status: SeatStatus
+    price: Money
+
+
+class GeneralAdmission(Body):
+    section: str
+    capacity: Count
+    available: Count
+    held: Count
+    sold: Count
+    price: Money
+
+
+class SeatMap(Body):
+    event_id: Uuid
+    seats: list[Seat]
+    general_admission: list[GeneralAdmission]
+    last_event_id: Annotated[str, Field(description="the feed position this map is at: stream from it "
+                                                    "(`Last-Event-ID`); `0-0` when the feed is empty")]
+
+
+# --- the buyer's own ------------------------------------------------------------------------------
+class OrderEvent(Body):
+    id: Uuid
+    title: str | None
+    starts_at: DateTime | None
+
+
+class Order(Body):
+    id: Uuid
+    event: OrderEvent
+    status: Literal["confirmed", "cancelled"]
+    seats: Annotated[list[str], Field(description="seated orders only")] = None
+    section: Annotated[str, Field(description="general-admission orders only")] = None
+    quantity: Annotated[int, Field(ge=1, description="general-admission orders only")] = None
+    total: Money
+    currency: str
+    created_at: DateTime
+    cancelled_at: Annotated[str, Field(json_schema_extra={"format": "date-time"},
+                                       description="cancelled orders only")] = None
+
+
+class Offer(Body):
+    hold_id: Uuid
+    expires_at: DateTime
+
+
+class WaitlistEntry(Body):
+    id: Uuid
+    event_id: Uuid
+    position: Annotated[int | None, Field(ge=1, description="live rank among the event's waiting entries; "
+                                                            "null unless waiting")]
+    status: Literal["waiting", "offered", "converted", "expired", "left"]
+    quantity: Annotated[int, Field(ge=1)]
+    section: Annotated[str, Field(description="absent: any seated seat")] = None
+    offer: Annotated[Offer, Field(description="only while offered: check out `hold_id` before `expires_at`")] = None
+    created_at: DateTime
+
+
+# --- organizer and admin --------------------------------------------------------------------------
+class SalesDay(Body):
+    date: Date
+    orders: Count
+    seats: Count
+    revenue: Money
+    cancellations: Count
+
+
+class OrganizerStats(Body):
+    event_id: Uuid
+    title: str
+    status: EventStatus
+    currency: str
+    capacity: Count
+    sold: Count
+    held: Count
+    available: Count
+    utilization: Annotated[Ratio, Field(description="sold / capacity")]
+    revenue: Annotated[int, Field(description="net of cancellations, minor units")]
+    gross_revenue: Annotated[int, Field(description="before cancellations, minor units")]
+    orders: Annotated[int, Field(ge=0, description="every confirmed order, cancelled ones included")]
+    cancellations: Count
+    cancellation_rate: Annotated[Ratio, Field(description="cancellations / orders")]
+    sales_by_day: Annotated[list[SalesDay], Field(description="by order day, gross")]
+
+
+class PopularEvent(Body):
+    event_id: Uuid
+    title: str | None
+    seats_sold: Count
+    utilization: Ratio
+
+
+class AnalyticsDay(Body):
+    date: Date
+    orders: Count
+    seats: Count
+    revenue: Money
+    cancellations: Count
+    cancelled_seats: Count
+    cancelled_revenue: Money
+
+
+class AdminAnalytics(Body):
+    total_orders: Count
+    total_seats_sold: Annotated[int, Field(description="net of cancellations")]
+    total_revenue: Annotated[int, Field(description="net, minor units summed across currencies")]
+    revenue_by_currency: Annotated[dict[str, int], Field(description="net revenue per ISO 4217 currency")]
+    cancellations: Count
+    cancellation_rate: Ratio
+    utilization: Annotated[Ratio, Field(description="sold / capacity over on-sale events")]
+    most_popular: list[PopularEvent]
+    daily: Annotated[list[AnalyticsDay], Field(description="newest first")]
+
+
+# --- operations -----------------------------------------------------------------------------------
+class Health(Body):
+    status: Literal["ok", "unavailable"]
+    checks: Annotated[dict[str, Literal["ok", "unavailable"]],
+                      Field(description="`mongodb` and `redis`: `ok` or `unavailable`")]
+
+
+EventPage = Page[EventListItem]
+OrderPage = Page[Order]
+WaitlistPage = Page[WaitlistEntry]
+M = TypeVar("M", bound=BaseModel)
+
+
+def render(model: type[M], data: Any) -> M | None:
+    """A view's data as the endpoint's response model (None stays None: "no such thing")."""
+    return None if data is None else model.model_validate(data)
+
+
+def dump(body: BaseModel | Any) -> bytes:
+    """The JSON bytes of a response body: a model dumps what was set (optional fields stay absent)."""
+    if isinstance(body, BaseModel):
+        return body.__pydantic_serializer__.to_json(body, exclude_unset=True)
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
