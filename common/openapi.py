@@ -157,7 +157,7 @@ def build_document(title: str, version: str, description: str, operations: Itera
                 content = {"application/json": {"schema": ref(shape, "serialization")}}
             elif isinstance(shape, str):
                 assert shape in MEDIA_TYPES, shape
-                content = {shape: {"schema": {"type": "string"}}}
+                content = {shape: {"schema": {"type": "object"} if shape == "application/json" else {"type": "string"}}}
             else:
                 content = None
             responses[str(status)] = {"description": STATUS_TEXT.get(status, "OK")}

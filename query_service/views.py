@@ -28,7 +28,7 @@ def _ratio(n: float, d: float) -> float:
 
 def list_filter(q: str | None, category: str | None, city: str | None, starts_after: str | None,
                 starts_before: str | None, status: str | None) -> dict[str, Any]:
-    flt: dict[str, Any] = {"status": status if status else {"$in": list(PUBLIC_STATUSES)}}
+    flt: dict[str, Any] = {"status": status if status else {"$in": list(PUBLIC_STATUSES)}, **COMPLETE}
     if q:
         # FerretDB 1.24 has no $text: a case-insensitive substring match on the title.
         flt["title"] = {"$regex": re.escape(q), "$options": "i"}
@@ -44,6 +44,19 @@ def list_filter(q: str | None, category: str | None, city: str | None, starts_af
     if when:
         flt["starts_at"] = when
     return flt
+
+
+# A catalog document is served once it has what every EventCreated the command side writes carries. One that
+# lacks them (a hand-made outbox row, a bug) is left out of the list and is a 404, rather than a 5xx for everyone
+# listing events; the checker (projectors/check.py) still reports it.
+COMPLETE: dict[str, Any] = {"title": {"$ne": None}, "venue.name": {"$ne": None}, "venue.city": {"$ne": None},
+                            "starts_at": {"$ne": None}, "currency": {"$ne": None}, "price_min": {"$ne": None}}
+
+
+def _complete(doc: dict[str, Any]) -> bool:
+    venue = doc.get("venue") or {}
+    return all(doc.get(k) is not None for k in ("title", "starts_at", "currency", "price_min")) \
+        and venue.get("name") is not None and venue.get("city") is not None
 
 
 async def event_list(db: AsyncDatabase, flt: dict[str, Any], page: int, page_size: int) -> dict[str, Any]:
@@ -78,7 +91,7 @@ async def _event(db: AsyncDatabase, event_id: str, projection: dict | None = Non
 
 async def event_detail(db: AsyncDatabase, event_id: str) -> dict[str, Any] | None:
     doc = await _event(db, event_id)
-    if doc is None or doc.get("status") not in PUBLIC_STATUSES:
+    if doc is None or doc.get("status") not in PUBLIC_STATUSES or not _complete(doc):
         return None
     return {
         "id": doc["_id"], "title": doc.get("title"), "description": doc.get("description"),

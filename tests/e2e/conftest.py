@@ -123,3 +123,24 @@ def kafka_messages(settings: Settings, event_id: str, since_ms: int, topic: str 
         return sorted(out, key=lambda m: m.offset())
     finally:
         c.close()
+
+
+# --- response conformance: every service response of the e2e run is checked against /openapi.json ----------
+@pytest.fixture(scope="session", autouse=True)
+def openapi_conformance(settings: Settings):
+    import httpx
+
+    from tests.e2e.conformance import Conformance, record
+
+    documents = {}
+    for host, port in ((settings.command_host, settings.command_port), (settings.query_host, settings.query_port)):
+        try:
+            documents[f"{host}:{port}"] = httpx.get(f"http://{host}:{port}/openapi.json", timeout=10).json()
+        except httpx.HTTPError:
+            pass  # a service that is down: the tests that need it fail on their own
+    conformance = Conformance(documents)
+    with pytest.MonkeyPatch.context() as mp:
+        record(mp, conformance)
+        yield conformance
+    assert not conformance.failures, (f"{len(conformance.failures)} responses do not match the documents "
+                                      f"({conformance.checked} did):\n  " + "\n  ".join(conformance.failures[:40]))

@@ -160,7 +160,9 @@ def test_poison_message_goes_to_the_dead_letter_topic_and_the_partition_moves_on
         # a good event with the same key lands on the same partition, after the poison
         outbox_id = str(uuid.uuid4())
         envelope = {"id": outbox_id, "type": "EventCreated", "schema_version": 1, "aggregate_id": event_id,
-                    "occurred_at": "2026-11-21T20:00:00Z", "data": {"title": "After the poison", "category": "x"}}
+                    "occurred_at": "2026-11-21T20:00:00Z", "data": {"title": "After the poison", "category": "x", "status": "on_sale",
+                             "venue": {"name": "Hall", "city": "Oslo"}, "starts_at": "2027-01-01T20:00:00.000Z",
+                             "currency": "EUR", "prices": {"GA": 100}}}
         pg.execute("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (%s, 'event', %s, %s, %s)",
                    (outbox_id, event_id, "EventCreated", json.dumps(envelope)))
         eventually(lambda: mongo.events.find_one({"_id": event_id}), timeout=60)

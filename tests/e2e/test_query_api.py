@@ -219,3 +219,18 @@ def test_openapi_health_metrics(q):
     assert q.get("/health").json() == {"status": "ok", "checks": {"mongodb": "ok", "redis": "ok"}}
     q.get("/api/v1/events")
     assert "evently_query_request_seconds_bucket" in q.get("/metrics").text
+
+
+def test_an_incomplete_catalog_document_is_a_404_not_a_5xx_for_every_lister(q, mongo):
+    """A document without what every EventCreated carries (here: hand-made, no venue, date or currency) is left
+    out of the list and is a 404, instead of failing the response model for everyone who lists events."""
+    event_id = str(uuid.uuid4())
+    mongo.events.insert_one({"_id": event_id, "title": "half made", "status": "on_sale", "capacity": 1,
+                             "available": 1})
+    try:
+        r = q.get("/api/v1/events", params={"q": "half made", "page_size": 100})
+        assert r.status_code == 200, r.text
+        assert event_id not in {e["id"] for e in r.json()["items"]}
+        assert q.get(f"/api/v1/events/{event_id}").status_code == 404
+    finally:
+        mongo.events.delete_one({"_id": event_id})
