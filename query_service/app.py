@@ -73,7 +73,7 @@ def get(path: str, summary: str, *, ok: type[BaseModel] | str | None, query: typ
             return await handler(request, parse_query(query, request.query_params, planned=planned))
 
         ROUTES.append(Route(path, endpoint, methods=["GET"]))
-        responses: dict[int, Any] = {200: ok}
+        responses: dict[int, Any] = {200: ok, 400: ErrorBody}  # every route refuses unknown query parameters
         if cached:
             responses[304] = None
         for status in errors + ((403,) if auth else ()):
