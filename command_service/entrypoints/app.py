@@ -41,12 +41,13 @@ from command_service.domain import commands, errors
 from command_service.entrypoints import sweeper
 from command_service.entrypoints import schemas
 from command_service.service_layer import handlers
+from command_service.service_layer.services import Services
 from command_service.service_layer.unit_of_work import TransientConflict, UnitOfWork
 
 log = structlog.get_logger()
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", AsyncConnectionPool)
-SERVICES = web.AppKey("services", handlers.Services)
+SERVICES = web.AppKey("services", Services)
 ACTOR = web.RequestKey("actor", Principal)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
 routes = web.RouteTableDef()
@@ -361,7 +362,7 @@ async def services_ctx(app: web.Application):
     redis_pool = redis.asyncio.BlockingConnectionPool.from_url(
         s.redis_url, max_connections=s.redis_pool_size, timeout=5, socket_timeout=5, socket_connect_timeout=2)
     client = redis.asyncio.Redis(connection_pool=redis_pool)
-    svc = handlers.Services(uow=lambda: UnitOfWork(pool), locks=SeatLocks(client), settings=s)
+    svc = Services(uow=lambda: UnitOfWork(pool), locks=SeatLocks(client), settings=s)
     app[POOL], app[SERVICES] = pool, svc
     app[IDEMPOTENCY] = IdempotencyStore(pool)
     sweep = asyncio.create_task(sweeper.run(svc, pool, app[IDEMPOTENCY], s.sweep_interval_seconds))

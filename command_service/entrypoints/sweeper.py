@@ -18,13 +18,14 @@ from psycopg_pool import AsyncConnectionPool
 from command_service.adapters import outbox
 from command_service.adapters.idempotency import IdempotencyStore
 from command_service.service_layer import handlers
+from command_service.service_layer.services import Services
 
 log = structlog.get_logger()
 BATCH = 200
 PURGE_EVERY = 60.0
 
 
-async def run(svc: handlers.Services, pool: AsyncConnectionPool, idempotency: IdempotencyStore, interval: float) -> None:
+async def run(svc: Services, pool: AsyncConnectionPool, idempotency: IdempotencyStore, interval: float) -> None:
     next_purge = time.monotonic() + PURGE_EVERY
     while True:
         try:

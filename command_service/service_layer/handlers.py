@@ -8,93 +8,26 @@ Repository.end_hold(..., "converted") -> OrderConfirmed -> SeatLocks.settle reco
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
 import structlog
 
 from common.auth import Principal, encode_token
-from common.settings import Settings
 from command_service import metrics
 from command_service.adapters.passwords import hash_password, verify_password
-from command_service.adapters.seat_locks import SeatLocks
 from command_service.domain import commands, errors
 from command_service.domain.events import (EventCancelled, EventCreated, EventPublished, EventUpdated,
                                            OfferExpired, OrderCancelled, OrderConfirmed, SeatsHeld, SeatsReleased,
-                                           VenueCreated, WaitlistConverted, WaitlistJoined, WaitlistLeft,
-                                           WaitlistOffered)
-from command_service.domain.model import (Event, Hold, InventoryChange, Order, SaleInfo, User, Venue, WaitlistEntry,
-                                          new_id, require_owner, require_role, utcnow)
+                                           VenueCreated, WaitlistConverted, WaitlistJoined, WaitlistLeft)
+from command_service.domain.model import (Event, Hold, InventoryChange, Order, User, Venue, WaitlistEntry,
+                                          new_id, require_owner, require_role)
+from command_service.service_layer.services import Services, best_effort
 from command_service.service_layer.unit_of_work import TransientConflict, UnitOfWork
+from command_service.service_layer.waitlist import lock_offers, offer_waitlist, waitlist_scope
 
 log = structlog.get_logger()
 RELEASE_CHUNK = 1000  # seats per SeatsReleased message when a whole event is cancelled
-
-
-class EventCatalog:
-    """In-process cache of on-sale events' layouts, so a refused hold costs no PostgreSQL work.
-
-    Only ``on_sale`` events are cached, for ``ttl`` seconds: a stale entry can at worst let a
-    request reach PostgreSQL, which re-reads the status inside the hold transaction. That is also why
-    an expired entry is still served while one refresh runs (stale-while-revalidate), and why
-    concurrent misses share one lookup (single flight): in a flash sale every in-flight request sees
-    the entry expire at once, and one PostgreSQL connection each would drain the pool.
-    """
-
-    def __init__(self, uow: Callable[[], UnitOfWork], ttl: float) -> None:
-        self._uow, self._ttl = uow, ttl
-        self._entries: dict[str, tuple[SaleInfo, float]] = {}
-        self._loading: dict[str, asyncio.Future[SaleInfo]] = {}
-
-    async def get(self, event_id: str) -> SaleInfo:
-        hit = self._entries.get(event_id)
-        if hit and hit[1] > time.monotonic():
-            return hit[0]
-        load = self._loading.get(event_id)
-        if load is None:
-            load = self._loading[event_id] = asyncio.ensure_future(self._load(event_id))
-            load.add_done_callback(lambda f: self._loaded(event_id, f))
-        if hit:
-            return hit[0]
-        return await asyncio.shield(load)  # a waiter that goes away does not cancel the others' lookup
-
-    async def _load(self, event_id: str) -> SaleInfo:
-        async with self._uow() as uow:
-            info = await uow.repo.sale_info(event_id)
-        if info is None:
-            raise errors.NotFound("no such event")
-        return info
-
-    def _loaded(self, event_id: str, load: asyncio.Future[SaleInfo]) -> None:
-        info = None if load.cancelled() or load.exception() else load.result()
-        if self._loading.get(event_id) is not load:
-            return  # forgotten while it ran: what it read may predate the change
-        del self._loading[event_id]
-        if info is not None and info.status == "on_sale":
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[event_id] = (info, time.monotonic() + self._ttl)
-        else:  # gone, not on sale (any more), or the lookup failed: the next request asks PostgreSQL
-            self._entries.pop(event_id, None)
-
-    def forget(self, event_id: str) -> None:
-        self._entries.pop(event_id, None)
-        self._loading.pop(event_id, None)
-
-
-@dataclass
-class Services:
-    """Everything a handler needs (built once per process by entrypoints.app.services_ctx)."""
-
-    uow: Callable[[], UnitOfWork]
-    locks: SeatLocks
-    settings: Settings
-    catalog: EventCatalog = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.catalog = EventCatalog(self.uow, self.settings.event_cache_seconds)
 
 
 # --- auth ---------------------------------------------------------------------------------
@@ -202,10 +135,10 @@ async def cancel_event(cmd: commands.CancelEvent, svc: Services) -> Event:
     metrics.ORDER_CANCELLATIONS.labels("event_cancelled").inc(len(orders))
     metrics.HOLDS_ENDED.labels("event_cancelled").inc(len(holds))
     for part in parts:
-        await _best_effort(event.id, svc.locks.settle(event.id, part.seats))
+        await best_effort(event.id, svc.locks.settle(event.id, part.seats))
     for h in holds:
         if h.seats:
-            await _best_effort(event.id, svc.locks.settle(event.id, hold_id=h.id, unlock=h.seats))
+            await best_effort(event.id, svc.locks.settle(event.id, hold_id=h.id, unlock=h.seats))
     return event
 
 
@@ -241,7 +174,7 @@ async def create_hold(cmd: commands.CreateHold, svc: Services) -> Hold:
         if isinstance(exc, errors.EventNotOnSale):
             svc.catalog.forget(hold.event_id)
         if hold.seats:
-            await _best_effort(hold.event_id, svc.locks.settle(hold.event_id, hold_id=hold.id, unlock=hold.seats))
+            await best_effort(hold.event_id, svc.locks.settle(hold.event_id, hold_id=hold.id, unlock=hold.seats))
         raise
     metrics.HOLDS.labels(kind).inc()
     return hold
@@ -252,7 +185,7 @@ async def _seats_taken(uow: UnitOfWork, svc: Services, hold: Hold, change: Inven
     metrics.LOCK_CONTENTION.labels("postgres").inc()
     taken = sorted(set(hold.seats) - {c.seat_id for c in change.seats})
     states = await uow.repo.seat_states(hold.event_id, taken)
-    await _best_effort(hold.event_id, svc.locks.settle(hold.event_id, [s for s in states if s.status == "sold"]))
+    await best_effort(hold.event_id, svc.locks.settle(hold.event_id, [s for s in states if s.status == "sold"]))
     return errors.SeatsUnavailable(taken)
 
 
@@ -291,14 +224,14 @@ async def _end_hold(svc: Services, hold: Hold, status: str, reason: str) -> None
         offers: list[Hold] = []
         if change:
             uow.emit(SeatsReleased.of(hold.event_id, reason, change, hold_id=hold.id))
-            offers = await _offer_waitlist(uow, svc, hold.event_id, change)
+            offers = await offer_waitlist(uow, svc, hold.event_id, change)
         await uow.commit()
     if change:
         metrics.HOLDS_ENDED.labels(reason).inc()
     if hold.seats:
-        await _best_effort(hold.event_id, svc.locks.settle(hold.event_id, change.seats, hold_id=hold.id,
+        await best_effort(hold.event_id, svc.locks.settle(hold.event_id, change.seats, hold_id=hold.id,
                                                            unlock=hold.seats))
-    await _lock_offers(svc, offers)
+    await lock_offers(svc, offers)
 
 
 async def checkout(cmd: commands.Checkout, svc: Services) -> Order:
@@ -322,7 +255,7 @@ async def checkout(cmd: commands.Checkout, svc: Services) -> Order:
         await uow.commit()
     metrics.ORDERS.labels("seated" if hold.seats else "ga").inc()
     if hold.seats:
-        await _best_effort(hold.event_id, svc.locks.settle(hold.event_id, change.seats, hold_id=hold.id,
+        await best_effort(hold.event_id, svc.locks.settle(hold.event_id, change.seats, hold_id=hold.id,
                                                            unlock=hold.seats))
     return order
 
@@ -347,38 +280,22 @@ async def cancel_order(cmd: commands.CancelOrder, svc: Services) -> Order:
         reason = f"cancelled_by_{cmd.actor.role}"
         uow.emit(OrderCancelled.of(order, reason),
                  SeatsReleased.of(order.event_id, "order_cancelled", change, order_id=order.id))
-        offers = await _offer_waitlist(uow, svc, order.event_id, change)
+        offers = await offer_waitlist(uow, svc, order.event_id, change)
         await uow.commit()
     metrics.ORDER_CANCELLATIONS.labels(reason).inc()
-    await _best_effort(order.event_id, svc.locks.settle(order.event_id, change.seats))
-    await _lock_offers(svc, offers)
+    await best_effort(order.event_id, svc.locks.settle(order.event_id, change.seats))
+    await lock_offers(svc, offers)
     return order
 
 
 # --- waitlist (buyers) --------------------------------------------------------------------
-PENDING_OFFER = timedelta(days=30)  # a seated offer still gathering seats: held for the buyer, clock not running
-
-
-def _waitlist_scope(sale: SaleInfo, section: str | None) -> tuple[list[str] | None, str | None]:
-    """(seat ids, None) for a seated entry, or (None, GA section code)."""
-    if section is None:
-        seats = sale.layout.seat_ids()
-        if not seats:
-            raise errors.ValidationError("this event has only general admission", {"section": "name a GA section"})
-        return seats, None
-    s = sale.layout.section(section)
-    if s is None:
-        raise errors.ValidationError("unknown section", {"section": section})
-    return (None, section) if s.kind == "ga" else (s.seat_ids(), None)
-
-
 async def join_waitlist(cmd: commands.JoinWaitlist, svc: Services) -> tuple[WaitlistEntry, int]:
     """FIFO: the ticket comes from the event row (under its lock), the database refuses a second active entry."""
     require_role(cmd.actor, "buyer")
     sale = await svc.catalog.get(cmd.event_id)
     if sale.status != "on_sale":
         raise errors.EventNotOnSale(f"the event is {sale.status}", {"status": sale.status})
-    seat_ids, ga_section = _waitlist_scope(sale, cmd.section)
+    seat_ids, ga_section = waitlist_scope(sale, cmd.section)
     async with svc.uow() as uow:
         free = await uow.repo.available_places(cmd.event_id, seat_ids, ga_section)
         if free >= cmd.quantity:
@@ -413,105 +330,14 @@ async def leave_waitlist(cmd: commands.LeaveWaitlist, svc: Services) -> None:
             released = await uow.repo.end_hold(entry.offer_hold_id, "released")
             if released[1]:
                 uow.emit(SeatsReleased.of(entry.event_id, "cancelled", released[1], hold_id=entry.offer_hold_id))
-                offers = await _offer_waitlist(uow, svc, entry.event_id, released[1])
+                offers = await offer_waitlist(uow, svc, entry.event_id, released[1])
         await uow.commit()
     metrics.WAITLIST.labels("left").inc()
     hold, change = released
     if hold is not None and hold.seats:
-        await _best_effort(hold.event_id, svc.locks.settle(hold.event_id, change.seats, hold_id=hold.id,
+        await best_effort(hold.event_id, svc.locks.settle(hold.event_id, change.seats, hold_id=hold.id,
                                                            unlock=hold.seats))
-    await _lock_offers(svc, offers)
-
-
-async def _offer_waitlist(uow: UnitOfWork, svc: Services, event_id: str, freed: InventoryChange) -> list[Hold]:
-    """Inside the transaction that returned inventory: offer it to the first waiting entries, FIFO, as real holds.
-
-    GA: an entry is offered its whole quantity when it fits; otherwise that section's queue waits (nobody
-    behind jumps the head). Seated: an entry takes the seats that came back in its scope; when it asked for
-    more, they stay held on its pending offer (not back on sale) until enough have come back, and only then
-    does the offer start (WaitlistOffered, TTL). Seats nobody in line wants stay on general sale.
-    Returns the holds whose seat locks Redis should record after the commit."""
-    seats = [c.seat_id for c in freed.seats if c.status == "available"]
-    ga = {g.section for g in freed.ga_sections if g.capacity - g.held - g.sold > 0}
-    if not seats and not ga:
-        return []
-    entries = await uow.repo.waiting_entries(event_id)
-    if not entries:
-        return []
-    sale = await svc.catalog.get(event_id)
-    ttl = timedelta(seconds=svc.settings.waitlist_offer_ttl_seconds)
-    terms = None  # the event's prices: from the first reserve, or read when only a pending offer grows
-    held: list[Hold] = []
-    blocked: set[str] = set()
-    for e in entries:
-        section = sale.layout.section(e.section) if e.section else None
-        have = 0  # seats already gathered on the entry's pending offer
-        if section is not None and section.kind == "ga":
-            if e.section not in ga or e.section in blocked:
-                continue
-            hold = Hold(new_id(), event_id, e.buyer_id, None, e.section, e.quantity, utcnow() + ttl,
-                        waitlist_entry_id=e.id)
-            change, terms = await uow.repo.reserve(hold)
-            if not hold.covered_by(change):
-                blocked.add(e.section)
-                continue
-            hold = hold.priced(terms)
-            await uow.repo.add_hold(hold)
-        else:
-            mine = [s for s in seats if e.section is None or s.split("-", 1)[0] == e.section]
-            if not mine:
-                continue
-            pending = await uow.repo.get_hold(e.offer_hold_id) if e.offer_hold_id else None
-            have = len(pending.seats or ()) if pending is not None and pending.status == "active" else 0
-            take = mine[:e.quantity - have]
-            if have:
-                terms = terms or await uow.repo.sale_terms(event_id)
-                extra = Hold(pending.id, event_id, e.buyer_id, tuple(take), None, len(take), pending.expires_at)
-                hold, change = await uow.repo.extend_hold(pending, take, extra.priced(terms).total)
-                if hold is None:  # cannot happen while we hold the returned rows; never leave half a change
-                    raise TransientConflict(f"pending offer {pending.id} could not take {take}")
-            else:
-                hold = Hold(new_id(), event_id, e.buyer_id, tuple(take), None, len(take), utcnow() + ttl,
-                            waitlist_entry_id=e.id)
-                change, terms = await uow.repo.reserve(hold)
-                got = tuple(c.seat_id for c in change.seats)
-                if not got:
-                    continue
-                expires = hold.expires_at if len(got) >= e.quantity else utcnow() + PENDING_OFFER
-                hold = replace(hold, seats=got, quantity=len(got), expires_at=expires).priced(terms)
-                await uow.repo.add_hold(hold)
-            seats = [s for s in seats if s not in {c.seat_id for c in change.seats}]
-        uow.emit(SeatsHeld.of(hold, change))
-        held.append(hold)
-        if hold.quantity >= e.quantity:
-            if have:  # a pending offer just got its last seats: its clock starts now
-                hold = replace(hold, expires_at=utcnow() + ttl)
-                await uow.repo.set_hold_expiry(hold.id, hold.expires_at)
-            offered = e.offered(hold.id, hold.expires_at)
-            await uow.repo.save_waitlist_entry(offered)
-            uow.emit(WaitlistOffered.of(offered))
-            metrics.WAITLIST.labels("offered").inc()
-        else:  # still gathering seats for this entry: nothing behind it in this scope can go first
-            await uow.repo.save_waitlist_entry(replace(e, offer_hold_id=hold.id))
-        if not seats and not (ga - blocked):
-            break
-    return held
-
-
-async def _lock_offers(svc: Services, holds: list[Hold]) -> None:
-    """After the commit: record the offered seats' locks under their new hold (PostgreSQL already decided)."""
-    ttl_ms = int(svc.settings.waitlist_offer_ttl_seconds * 1000)
-    for h in holds:
-        if h.seats:
-            await _best_effort(h.event_id, svc.locks.acquire(h.event_id, h.seats, h.id, ttl_ms))
-
-
-async def _best_effort(event_id: str, redis_call: Awaitable[Any]) -> None:
-    """Redis bookkeeping after PostgreSQL decided: PostgreSQL stays the arbiter, so a failure here is logged."""
-    try:
-        await redis_call
-    except Exception as exc:  # noqa: BLE001 - a missed lock release only costs a refused attempt until TTL
-        log.warning("seat_locks_settle_failed", event_id=event_id, error=repr(exc))
+    await lock_offers(svc, offers)
 
 
 HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]] = {

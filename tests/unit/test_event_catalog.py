@@ -8,7 +8,7 @@ import pytest
 
 from command_service.domain import errors
 from command_service.domain.model import SaleInfo
-from command_service.service_layer.handlers import EventCatalog
+from command_service.service_layer.catalog import EventCatalog
 
 
 class FakeDB:
