@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -q -ra
 
-.PHONY: up down status logs reset test test-unit venv bench
+.PHONY: up down status logs reset test test-unit venv bench demo
 
 $(STAMP): pyproject.toml
 	@echo "==> python: creating $(VENV) and installing pinned dependencies"
@@ -20,6 +20,10 @@ venv: $(STAMP)
 
 up: venv
 	@$(PY) -m infra.stack up
+
+# make demo: seed a small demo (organizer, buyer, venue, two on-sale events) and print the URLs and tokens
+demo: up
+	@$(PY) -m infra.demo
 
 down: venv
 	@$(PY) -m infra.stack down
