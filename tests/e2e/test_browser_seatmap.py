@@ -136,6 +136,7 @@ def test_the_seat_map_page_shows_a_hold_and_a_checkout_live(browser_tools, api, 
     try:
         page.ready()
         page.seat("A-1-1", "available")
+        page.wait_attr('[data-seat="A-1-3"]', "data-price", "5000")  # seats carry their number and price
         page.wait_attr("#conn", "data-state", "live")
 
         hold = api.hold(buyer_token, event_id, ["A-1-1"])
@@ -150,5 +151,15 @@ def test_the_seat_map_page_shows_a_hold_and_a_checkout_live(browser_tools, api, 
 
         api.release(buyer_token, ga_hold["id"])
         page.wait_attr('[data-section="GA"]', "data-available", "20")
+    finally:
+        page.close()
+
+
+def test_the_page_says_an_unknown_event_is_not_found(browser_tools, query_url, tmp_path):
+    """An unknown id is not a connection problem: the page says so instead of reconnecting forever."""
+    page = SeatMapPage(f"{query_url}/?event=00000000-0000-4000-8000-000000000000", tmp_path)
+    try:
+        page.ready()
+        page.wait_attr("#conn", "data-state", "not found")
     finally:
         page.close()
