@@ -17,19 +17,22 @@ import signal
 import threading
 import time
 from collections import Counter as Counter_
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import redis
 import structlog
+import tenacity
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
 from contracts import keys
+from contracts.errors import error_body
 from projectors import projection as P
 from projectors.store import Store, ensure_indexes
 from projectors.topics import DLQ_TOPIC, SOURCE_TOPICS
@@ -176,18 +179,25 @@ class Projector:
         return len(good)
 
     def _apply_with_retry(self, msgs: list[P.Msg]):
-        delay = 0.1
-        while True:
-            try:
-                return self.store.apply(msgs)
-            except RETRYABLE as exc:  # store unavailable: wait and retry the whole batch (it is idempotent)
-                if self.stopping.is_set():
-                    raise SystemExit(0)
-                self.healthy = False
-                log.warning("read-model store unavailable, retrying", error=str(exc), delay=delay)
-                self.store.forget()
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        """Store unavailable: wait and retry the whole batch (it is idempotent), 0.1 s doubling to 5 s, until it
+        comes back or the worker is asked to stop."""
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            self.healthy = False
+            log.warning("read-model store unavailable, retrying", error=str(state.outcome.exception()),
+                        delay=state.next_action.sleep if state.next_action else None)
+            self.store.forget()
+
+        def stopping(_: tenacity.RetryCallState) -> bool:
+            return self.stopping.is_set()
+
+        try:
+            return tenacity.Retrying(retry=tenacity.retry_if_exception_type(RETRYABLE), stop=stopping,
+                                     wait=tenacity.wait_exponential(multiplier=0.1, max=5.0),
+                                     before_sleep=before_sleep, reraise=True)(self.store.apply, msgs)
+        except RETRYABLE:
+            if self.stopping.is_set():
+                raise SystemExit(0)
+            raise
 
     def dead_letter(self, msg: Message, exc: Exception) -> None:
         log.warning("dead-lettering message", topic=msg.topic(), partition=msg.partition(),
@@ -259,29 +269,29 @@ class Projector:
             log.debug("lag update failed", error=str(exc))
 
 
-def serve_http(worker: Projector, host: str, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/metrics":
-                body, ctype, code = generate_latest(), CONTENT_TYPE_LATEST, 200
-            elif self.path == "/health":
-                ok = worker.healthy
-                body = json.dumps({"status": "ok" if ok else "unavailable",
-                                   "checks": {"paused": worker.paused}}).encode()
-                ctype, code = "application/json", 200 if ok else 503
-            else:
-                body, ctype, code = b'{"error": {"code": "NOT_FOUND", "message": "no such path", "details": {}}}', \
-                    "application/json", 404
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+def serve_http(worker: Projector, host: str, port: int):
+    """``/metrics`` is prometheus_client's own WSGI app; ``/health`` says whether the worker is consuming."""
+    metrics_app = make_wsgi_app()
 
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        if path == "/health":
+            ok = worker.healthy
+            body = json.dumps({"status": "ok" if ok else "unavailable", "checks": {"paused": worker.paused}})
+            status = "200 OK" if ok else "503 Service Unavailable"
+        else:
+            body, status = json.dumps(error_body("NOT_FOUND", "no such path")), "404 Not Found"
+        data = body.encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    class Quiet(WSGIRequestHandler):
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -290,13 +300,14 @@ def main() -> None:
     configure_logging()
     s = get_settings()
     worker = Projector(s, group=s.projector_group, batch_size=s.projector_batch_size)
-    for attempt in range(30):
-        try:
-            ensure_indexes(worker.db)
-            break
-        except PyMongoError as exc:
-            log.warning("creating indexes failed, retrying", error=str(exc))
-            time.sleep(1)
+    try:  # the store may still be starting: 30 tries, 1 s apart, then start anyway (apply() retries too)
+        tenacity.Retrying(retry=tenacity.retry_if_exception_type(PyMongoError), stop=tenacity.stop_after_attempt(30),
+                          wait=tenacity.wait_fixed(1), reraise=True,
+                          before_sleep=lambda st: log.warning("creating indexes failed, retrying",
+                                                              error=str(st.outcome.exception())))(
+            ensure_indexes, worker.db)
+    except PyMongoError as exc:
+        log.error("creating indexes failed; continuing without", error=str(exc))
     serve_http(worker, s.projector_host, s.projector_metrics_port)
     stop: Callable[..., None] = lambda *_: worker.stopping.set()  # noqa: E731
     for sig in (signal.SIGTERM, signal.SIGINT):

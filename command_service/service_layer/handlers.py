@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
 import structlog
+import tenacity
 
 from common.auth import Principal, encode_token
 from command_service import metrics
@@ -359,11 +360,10 @@ HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]
 
 async def handle(cmd: commands.Command, svc: Services, attempts: int = 3) -> Any:
     """The message bus, reduced to what this service needs: dispatch a command to its handler, and
-    run it again when PostgreSQL broke a deadlock (handlers undo their Redis side on failure)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return await HANDLERS[type(cmd)](cmd, svc)
-        except TransientConflict:
-            if attempt == attempts:
-                raise
-            log.info("transaction_retried", command=type(cmd).__name__, attempt=attempt)
+    run it again (at once, up to ``attempts`` times) when PostgreSQL broke a deadlock (handlers undo their
+    Redis side on failure)."""
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception_type(TransientConflict), stop=tenacity.stop_after_attempt(attempts),
+        reraise=True, before_sleep=lambda st: log.info("transaction_retried", command=type(cmd).__name__,
+                                                        attempt=st.attempt_number))
+    return await retrying(HANDLERS[type(cmd)], cmd, svc)
