@@ -1,37 +1,54 @@
 """Runtime settings, read from ``EVENTLY_*`` environment variables (pydantic-settings).
 
-The defaults point at the local stack that ``make up`` starts (see infra/README.md for the
-port table); docker-compose.yml overrides the URLs with its service host names.
+The defaults point at the local stack that ``make up`` starts. :data:`LOCAL_PORTS` is the one table of its
+ports (infra/config.py builds the stack from it; infra/README.md lists them); docker-compose.yml overrides the
+URLs with its service host names.
+
+The JWT secret has no default: :func:`require_secure_secret` makes a service refuse to start when it is unset,
+shorter than 32 bytes or a value published in this repository, unless ``EVENTLY_ENV=dev`` (the local stack sets
+that, and hands every process a random secret it generates once per stack: infra/config.py).
 """
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_HOST = "127.0.0.1"
+LOCAL_PORTS = {"postgres": 15432, "redis": 16379, "kafka": 19092, "kafka-controller": 19093, "connect": 18083,
+               "ferretdb": 27027, "ferretdb-debug": 18088, "command": 8001, "query": 8002, "projector": 8003}
+LOCAL_PG = ("evently", "evently", "evently")  # user, password, database of the local stack
+# Secrets that were published in this repository's history: never accepted outside EVENTLY_ENV=dev.
+PUBLISHED_SECRETS = frozenset({"dev-only-secret-change-me-0123456789abcdef"})
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVENTLY_", extra="ignore")
 
     # Backing services
-    database_url: str = "postgresql://evently:evently@127.0.0.1:15432/evently"
-    redis_url: str = "redis://127.0.0.1:16379/0"
-    kafka_bootstrap: str = "127.0.0.1:19092"
-    mongo_url: str = "mongodb://127.0.0.1:27027/"
+    database_url: str = "postgresql://{0}:{1}@{h}:{p}/{2}".format(*LOCAL_PG, h=LOCAL_HOST, p=LOCAL_PORTS["postgres"])
+    redis_url: str = f"redis://{LOCAL_HOST}:{LOCAL_PORTS['redis']}/0"
+    kafka_bootstrap: str = f"{LOCAL_HOST}:{LOCAL_PORTS['kafka']}"
+    mongo_url: str = f"mongodb://{LOCAL_HOST}:{LOCAL_PORTS['ferretdb']}/"
     mongo_db: str = "evently"
 
-    # Auth (CONTRACT: HS256 signed with EVENTLY_JWT_SECRET)
-    jwt_secret: str = "dev-only-secret-change-me-0123456789abcdef"
+    # "dev" only on a developer's machine (the local stack): allows a weak or published JWT secret
+    env: Literal["dev", "production"] = "production"
+    # Auth (CONTRACT: HS256 signed with EVENTLY_JWT_SECRET); no default (require_secure_secret)
+    jwt_secret: str = ""
     jwt_ttl_seconds: int = 3600
 
     # HTTP listeners
-    command_host: str = "127.0.0.1"
-    command_port: int = 8001
-    query_host: str = "127.0.0.1"
-    query_port: int = 8002
-    projector_host: str = "127.0.0.1"
-    projector_metrics_port: int = 8003
+    command_host: str = LOCAL_HOST
+    command_port: int = LOCAL_PORTS["command"]
+    query_host: str = LOCAL_HOST
+    query_port: int = LOCAL_PORTS["query"]
+    projector_host: str = LOCAL_HOST
+    projector_metrics_port: int = LOCAL_PORTS["projector"]
 
     # Kafka topics written by the Debezium outbox router: evently.<aggregatetype>
     topic_prefix: str = "evently"
@@ -71,3 +88,24 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def secret_problem(s: Settings) -> str | None:
+    """Why this JWT secret must not be used outside EVENTLY_ENV=dev, or None."""
+    if not s.jwt_secret:
+        return "EVENTLY_JWT_SECRET is not set"
+    if len(s.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        return f"EVENTLY_JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes"
+    if s.jwt_secret in PUBLISHED_SECRETS:
+        return "EVENTLY_JWT_SECRET is the development value published in the repository"
+    return None
+
+
+def require_secure_secret(s: Settings, service: str) -> None:
+    """At a service's start: exit non-zero with one clear line when the secret would let anyone forge tokens."""
+    problem = secret_problem(s)
+    if problem and (s.env != "dev" or not s.jwt_secret):
+        print(f"{service}: refusing to start: {problem} (set a random secret of at least {MIN_SECRET_BYTES} "
+              "bytes, e.g. `openssl rand -hex 32`; EVENTLY_ENV=dev allows a weak one on a developer machine)",
+              file=sys.stderr)
+        raise SystemExit(2)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import pathlib
+import secrets
 from dataclasses import dataclass
+
+from common.settings import LOCAL_HOST, LOCAL_PG, LOCAL_PORTS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STACK = pathlib.Path(os.environ.get("EVENTLY_STACK_DIR", ROOT / ".stack")).resolve()
@@ -29,23 +32,23 @@ class Port:
         return int(os.environ.get(self.env, self.default))
 
 
-PORTS = {
-    "postgres": Port("EVENTLY_PG_PORT", 15432, "PostgreSQL 15 (command DB + FerretDB backend)"),
-    "redis": Port("EVENTLY_REDIS_PORT", 16379, "Redis (seat locks, live seat feed)"),
-    "kafka": Port("EVENTLY_KAFKA_PORT", 19092, "Kafka broker (PLAINTEXT)"),
-    "kafka-controller": Port("EVENTLY_KAFKA_CONTROLLER_PORT", 19093, "Kafka KRaft controller"),
-    "connect": Port("EVENTLY_CONNECT_PORT", 18083, "Kafka Connect REST (Debezium)"),
-    "ferretdb": Port("EVENTLY_MONGO_PORT", 27027, "FerretDB (MongoDB wire protocol)"),
-    "ferretdb-debug": Port("EVENTLY_FERRETDB_DEBUG_PORT", 18088, "FerretDB metrics/debug HTTP"),
-    "command": Port("EVENTLY_COMMAND_PORT", 8001, "command service HTTP API"),
-    "query": Port("EVENTLY_QUERY_PORT", 8002, "query service HTTP API + SSE"),
-    "projector": Port("EVENTLY_PROJECTOR_METRICS_PORT", 8003, "projector worker /metrics"),
+_WHAT = {
+    "postgres": ("EVENTLY_PG_PORT", "PostgreSQL 15 (command DB + FerretDB backend)"),
+    "redis": ("EVENTLY_REDIS_PORT", "Redis (seat locks, live seat feed)"),
+    "kafka": ("EVENTLY_KAFKA_PORT", "Kafka broker (PLAINTEXT)"),
+    "kafka-controller": ("EVENTLY_KAFKA_CONTROLLER_PORT", "Kafka KRaft controller"),
+    "connect": ("EVENTLY_CONNECT_PORT", "Kafka Connect REST (Debezium)"),
+    "ferretdb": ("EVENTLY_MONGO_PORT", "FerretDB (MongoDB wire protocol)"),
+    "ferretdb-debug": ("EVENTLY_FERRETDB_DEBUG_PORT", "FerretDB metrics/debug HTTP"),
+    "command": ("EVENTLY_COMMAND_PORT", "command service HTTP API"),
+    "query": ("EVENTLY_QUERY_PORT", "query service HTTP API + SSE"),
+    "projector": ("EVENTLY_PROJECTOR_METRICS_PORT", "projector worker /metrics"),
 }
+# The default ports are common/settings.py's LOCAL_PORTS (one table for the stack and the services' defaults).
+PORTS = {name: Port(env, LOCAL_PORTS[name], what) for name, (env, what) in _WHAT.items()}
 
-HOST = "127.0.0.1"
-PG_USER = "evently"
-PG_PASSWORD = "evently"
-PG_DB = "evently"
+HOST = LOCAL_HOST
+PG_USER, PG_PASSWORD, PG_DB = LOCAL_PG
 FERRET_DB = "ferretdb"
 
 
@@ -63,16 +66,28 @@ def paths() -> dict[str, pathlib.Path]:
     }
 
 
+def jwt_secret() -> str:
+    """The local stack's JWT secret: random, made once per stack (``.stack/conf/jwt-secret``, mode 0600), so no
+    secret a token could be forged with is ever published."""
+    path = STACK / "conf" / "jwt-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
 def service_env() -> dict[str, str]:
     """Environment handed to Evently's own processes, to Kafka Connect and to the tests."""
-    jwt = os.environ.get("EVENTLY_JWT_SECRET", "dev-only-secret-change-me-0123456789abcdef")
     return {
+        "EVENTLY_ENV": "dev",
         "EVENTLY_DATABASE_URL": f"postgresql://{PG_USER}:{PG_PASSWORD}@{HOST}:{port('postgres')}/{PG_DB}",
         "EVENTLY_REDIS_URL": f"redis://{HOST}:{port('redis')}/0",
         "EVENTLY_KAFKA_BOOTSTRAP": f"{HOST}:{port('kafka')}",
         "EVENTLY_MONGO_URL": f"mongodb://{HOST}:{port('ferretdb')}/",
         "EVENTLY_CONNECT_URL": f"http://{HOST}:{port('connect')}",
-        "EVENTLY_JWT_SECRET": jwt,
+        "EVENTLY_JWT_SECRET": os.environ.get("EVENTLY_JWT_SECRET") or jwt_secret(),
         "EVENTLY_COMMAND_HOST": HOST,
         "EVENTLY_COMMAND_PORT": str(port("command")),
         "EVENTLY_QUERY_HOST": HOST,

@@ -51,7 +51,8 @@ CONNECT = c.ProcessComponent(
     argv=lambda: c.java_argv("org.apache.kafka.connect.cli.ConnectDistributed",
                              str(config.STACK / "conf" / "connect-distributed.properties"),
                              heap="768m", libs=install.KAFKA_LIBS, name="connect"),
-    env=_service_env,
+    # Connect reads only the CDC connection settings (EnvVarConfigProvider): it never gets the JWT secret.
+    env=lambda: {k: v for k, v in _service_env().items() if k.startswith("EVENTLY_CDC_")},
 )
 
 FERRETDB = c.ProcessComponent(

@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 
 from common.logging import configure_logging
 from common.openapi import Operation, Param, build_document, swagger_ui
-from common.settings import Settings, get_settings
+from common.settings import Settings, get_settings, require_secure_secret
 from contracts import keys
 from contracts.errors import ErrorBody
 from query_service import views
@@ -318,6 +318,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def main() -> None:
     configure_logging()
     s = get_settings()
+    require_secure_secret(s, "query-service")
     own_dir = s.query_workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     if own_dir:  # worker processes aggregate their metrics through files
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="evently-query-metrics-")

@@ -32,7 +32,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from common.auth import InvalidToken, Principal, bearer_token, decode_token
 from common.logging import configure_logging
 from common.openapi import Operation, Param, build_document, swagger_ui
-from common.settings import Settings, get_settings
+from common.settings import Settings, get_settings, require_secure_secret
 from contracts.errors import CODE_FOR_STATUS, STATUS, ErrorBody, error_body
 from command_service import metrics
 from command_service.adapters.idempotency import IdempotencyStore, fingerprint
@@ -392,6 +392,7 @@ def serve(settings: Settings) -> None:
 
 def main() -> None:
     s = get_settings()
+    require_secure_secret(s, "command-service")
     if s.command_workers <= 1:
         return serve(s)
     # Several processes share the port; Prometheus aggregates their metrics through files.
