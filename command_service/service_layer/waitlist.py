@@ -12,6 +12,7 @@ from command_service import metrics
 from command_service.domain import errors
 from command_service.domain.events import SeatsHeld, WaitlistOffered
 from command_service.domain.model import Hold, InventoryChange, SaleInfo, new_id, utcnow
+from command_service.domain.waitlist import plan_offers
 from command_service.service_layer.services import Services, best_effort
 from command_service.service_layer.unit_of_work import TransientConflict, UnitOfWork
 
@@ -41,44 +42,49 @@ async def offer_waitlist(uow: UnitOfWork, svc: Services, event_id: str, freed: I
     does the offer start (WaitlistOffered, TTL). Seats nobody in line wants stay on general sale.
     Returns the holds whose seat locks Redis should record after the commit."""
     seats = [c.seat_id for c in freed.seats if c.status == "available"]
-    ga = {g.section for g in freed.ga_sections if g.capacity - g.held - g.sold > 0}
-    if not seats and not ga:
+    free_ga = {g.section: g.capacity - g.held - g.sold for g in freed.ga_sections}
+    if not seats and not any(n > 0 for n in free_ga.values()):
         return []
     entries = await uow.repo.waiting_entries(event_id)
     if not entries:
         return []
     sale = await svc.catalog.get(event_id)
+    pending: dict[str, Hold] = {}  # seated entries still gathering seats: their pending offer hold
+    for e in entries:
+        if e.offer_hold_id:
+            h = await uow.repo.get_hold(e.offer_hold_id)
+            if h is not None and h.status == "active":
+                pending[e.id] = h
+    claims = plan_offers(entries, sale.layout, seats, free_ga,
+                         gathered=lambda e: len(pending[e.id].seats or ()) if e.id in pending else 0)
     ttl = timedelta(seconds=svc.settings.waitlist_offer_ttl_seconds)
     terms = None  # the event's prices: from the first reserve, or read when only a pending offer grows
     held: list[Hold] = []
     blocked: set[str] = set()
-    for e in entries:
-        section = sale.layout.section(e.section) if e.section else None
+    for claim in claims:
+        e = claim.entry
         have = 0  # seats already gathered on the entry's pending offer
-        if section is not None and section.kind == "ga":
-            if e.section not in ga or e.section in blocked:
+        if claim.ga_section is not None:
+            if claim.ga_section in blocked:
                 continue
             hold = Hold(new_id(), event_id, e.buyer_id, None, e.section, e.quantity, utcnow() + ttl,
                         waitlist_entry_id=e.id)
             change, terms = await uow.repo.reserve(hold)
-            if not hold.covered_by(change):
-                blocked.add(e.section)
+            if not hold.covered_by(change):  # PostgreSQL disagrees with the plan: that queue waits
+                blocked.add(claim.ga_section)
                 continue
             hold = hold.priced(terms)
             await uow.repo.add_hold(hold)
         else:
-            mine = [s for s in seats if e.section is None or s.split("-", 1)[0] == e.section]
-            if not mine:
-                continue
-            pending = await uow.repo.get_hold(e.offer_hold_id) if e.offer_hold_id else None
-            have = len(pending.seats or ()) if pending is not None and pending.status == "active" else 0
-            take = mine[:e.quantity - have]
+            take = list(claim.seats)
+            prior = pending.get(e.id)
+            have = len(prior.seats or ()) if prior is not None else 0
             if have:
                 terms = terms or await uow.repo.sale_terms(event_id)
-                extra = Hold(pending.id, event_id, e.buyer_id, tuple(take), None, len(take), pending.expires_at)
-                hold, change = await uow.repo.extend_hold(pending, take, extra.priced(terms).total)
+                extra = Hold(prior.id, event_id, e.buyer_id, tuple(take), None, len(take), prior.expires_at)
+                hold, change = await uow.repo.extend_hold(prior, take, extra.priced(terms).total)
                 if hold is None:  # cannot happen while we hold the returned rows; never leave half a change
-                    raise TransientConflict(f"pending offer {pending.id} could not take {take}")
+                    raise TransientConflict(f"pending offer {prior.id} could not take {take}")
             else:
                 hold = Hold(new_id(), event_id, e.buyer_id, tuple(take), None, len(take), utcnow() + ttl,
                             waitlist_entry_id=e.id)
@@ -89,7 +95,6 @@ async def offer_waitlist(uow: UnitOfWork, svc: Services, event_id: str, freed: I
                 expires = hold.expires_at if len(got) >= e.quantity else utcnow() + PENDING_OFFER
                 hold = replace(hold, seats=got, quantity=len(got), expires_at=expires).priced(terms)
                 await uow.repo.add_hold(hold)
-            seats = [s for s in seats if s not in {c.seat_id for c in change.seats}]
         uow.emit(SeatsHeld.of(hold, change))
         held.append(hold)
         if hold.quantity >= e.quantity:
@@ -102,8 +107,6 @@ async def offer_waitlist(uow: UnitOfWork, svc: Services, event_id: str, freed: I
             metrics.WAITLIST.labels("offered").inc()
         else:  # still gathering seats for this entry: nothing behind it in this scope can go first
             await uow.repo.save_waitlist_entry(replace(e, offer_hold_id=hold.id))
-        if not seats and not (ga - blocked):
-            break
     return held
 
 
