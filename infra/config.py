@@ -72,14 +72,22 @@ def jwt_secret() -> str:
     path = STACK / "conf" / "jwt-secret"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f".jwt-secret.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
+        try:  # atomic: a concurrent caller either wins or reads the winner's secret, never a half-written file
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 
 def service_env() -> dict[str, str]:
-    """Environment handed to Evently's own processes, to Kafka Connect and to the tests."""
+    """Environment handed to Evently's own processes and to the tests (Kafka Connect gets only the
+    ``EVENTLY_CDC_*`` entries: infra/stack.py)."""
     return {
         "EVENTLY_ENV": "dev",
         "EVENTLY_DATABASE_URL": f"postgresql://{PG_USER}:{PG_PASSWORD}@{HOST}:{port('postgres')}/{PG_DB}",
