@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
@@ -395,21 +396,54 @@ def main() -> None:
     require_secure_secret(s, "command-service")
     if s.command_workers <= 1:
         return serve(s)
-    # Several processes share the port; Prometheus aggregates their metrics through files.
+    # Several processes share the port (SO_REUSEPORT); Prometheus aggregates their metrics through files.
     own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     if own_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="evently-metrics-")
+    try:
+        supervise(s)
+    finally:
+        if own_dir:
+            shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def supervise(s: Settings) -> None:
+    """Run ``command_workers`` processes and replace any that dies (at most one restart per second per slot, so
+    a worker that cannot start does not spin); SIGTERM/SIGINT stop them all. A dead worker's live gauges are
+    dropped from the aggregated /metrics (``mark_process_dead``); its counters stay, as Prometheus expects."""
+    configure_logging()
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=serve, args=(s,), name=f"command-{i}") for i in range(s.command_workers)]
-    for w in workers:
+    stopping = False
+
+    def start(i: int) -> multiprocessing.process.BaseProcess:
+        w = ctx.Process(target=serve, args=(s,), name=f"command-{i}")
         w.start()
-    stop = lambda *_: [w.terminate() for w in workers if w.is_alive()]  # noqa: E731
+        return w
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+
+    workers = [start(i) for i in range(s.command_workers)]
+    started = [time.monotonic()] * len(workers)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        multiprocessing.connection.wait([w.sentinel for w in workers], timeout=1.0)
+        for i, w in enumerate(workers):
+            if w.is_alive() or stopping:
+                continue
+            multiprocess.mark_process_dead(w.pid)
+            log.error("command_worker_died", worker=w.name, pid=w.pid, exitcode=w.exitcode)
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - started[i])))
+            workers[i], started[i] = start(i), time.monotonic()
     for w in workers:
-        w.join()
-    if own_dir:
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+        w.join(10)
+        if w.is_alive():
+            w.kill()
 
 
 if __name__ == "__main__":
