@@ -10,8 +10,9 @@ from functools import lru_cache
 
 import jwt
 
+from contracts.vocabulary import ROLES
+
 ALGORITHM = "HS256"
-ROLES = ("buyer", "organizer", "admin")
 
 
 class InvalidToken(Exception):

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from contracts.errors import ErrorBody
+from contracts.vocabulary import HealthStatus
 
 REF = "#/components/schemas/{model}"
 MEDIA_TYPES = ("application/json", "text/event-stream", "text/html", "text/plain", "text/csv", "image/svg+xml",
@@ -47,6 +48,14 @@ class ResponseModel(BaseModel):
     """Base of every response body model. ``extra="forbid"``: the document says ``additionalProperties: false``,
     so a field a handler sends but no model declares fails the e2e conformance check."""
     model_config = ConfigDict(extra="forbid", json_schema_extra=_optional_is_not_nullable)
+
+
+class Health(ResponseModel):
+    """Both services' /health body (200 when every dependency answers, else 503)."""
+    status: HealthStatus
+    checks: Annotated[dict[str, HealthStatus],
+                      Field(description="one entry per dependency (command service: `postgresql`, `redis`; query "
+                                        "service: `mongodb`, `redis`); why one is unavailable goes to the log")]
 
 
 Uuid = Annotated[str, Field(json_schema_extra={"format": "uuid"})]

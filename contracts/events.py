@@ -14,11 +14,12 @@ Wire rules (unchanged since v1):
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
 
 from contracts.seats import SEAT_ID_PATTERN
+from contracts.vocabulary import EventStatus, OrderStatus, ReleaseReason, SeatStatus, SectionKind, WaitlistStatus
 
 SCHEMA_VERSION = 1
 __all__ = ["SCHEMA_VERSION", "DATA_MODELS", "Envelope", "envelope", "validate", "ValidationError"]
@@ -50,7 +51,7 @@ class _Open(BaseModel):
 # --- inventory: absolute post-change states with per-row versions --------------------------------------------
 class SeatState(_Open):
     seat_id: SeatId
-    status: Literal["available", "held", "sold"]
+    status: SeatStatus
     version: StrictInt
 
 
@@ -76,7 +77,7 @@ class Row(_Open):
 class SectionDoc(_Open):
     code: str
     name: str = ""
-    kind: Literal["seated", "ga"] = "seated"
+    kind: SectionKind = "seated"
     capacity: StrictInt = 0
     price: StrictInt | None = None
     rows: List[Row] = []
@@ -92,7 +93,7 @@ class EventDocument(_Open):
     """An event as the command side stores it (HTTP responses carry the same document)."""
     id: str | None = None
     organizer_id: str | None = None
-    status: Literal["draft", "on_sale", "cancelled"] = "draft"
+    status: EventStatus = "draft"
     title: str
     description: str | None = None
     category: str | None = None
@@ -128,7 +129,7 @@ class Order(_Open):
     event_id: str
     buyer_id: str
     hold_id: str | None = None
-    status: Literal["confirmed", "cancelled"]
+    status: OrderStatus
     seats: list[SeatId] | None = None  # or section + quantity
     section: str | None = None
     quantity: StrictInt | None = None
@@ -158,7 +159,7 @@ class WaitlistEntry(_Open):
     section: str | None = None  # None: any seated seat
     quantity: StrictInt
     seq: StrictInt                # the FIFO ticket, unique and increasing per event
-    status: Literal["waiting", "offered", "converted", "expired", "left"]
+    status: WaitlistStatus
     offer: Offer | None = None
     version: StrictInt
     created_at: Timestamp
@@ -191,7 +192,7 @@ class EventUpdated(EventDocument):
 
 
 class _StatusChange(_Open):
-    status: Literal["draft", "on_sale", "cancelled"]
+    status: EventStatus
     version: StrictInt
     updated_at: Timestamp | None = None
 
@@ -208,11 +209,8 @@ class SeatsHeld(_Inventory):
     hold: Hold
 
 
-RELEASE_REASONS = ("expired", "cancelled", "order_cancelled", "event_cancelled")
-
-
 class SeatsReleased(_Inventory):
-    reason: Literal["expired", "cancelled", "order_cancelled", "event_cancelled"]
+    reason: ReleaseReason
     hold_id: str | None = None
     order_id: str | None = None
 

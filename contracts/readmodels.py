@@ -10,6 +10,8 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
+from contracts import vocabulary
+
 # --- collections -------------------------------------------------------------------------------------------
 EVENTS = "events"        # one document per event: catalog + detail fields, counters, stats (_id = event id)
 SEATMAP = "seatmap"      # one chunk per seated row: st/v/p arrays indexed by seat number - 1 (_id = chunk_id)
@@ -36,7 +38,7 @@ HIDE_BOOKKEEPING = {f: 0 for f in BOOKKEEPING}  # a find() projection
 EVENT_LIST_FIELDS = ("title", "category", "venue", "starts_at", "status", "currency", "price_min", "price_max",
                      "capacity", "available")
 SEATMAP_CHUNK_FIELDS = ("event_id", "section", "row", "st", "v", "p", CAS_VERSION)  # st: status code per seat
-PUBLIC_EVENT_STATUSES = ("on_sale", "cancelled")  # drafts are the organizer's own business
+PUBLIC_EVENT_STATUSES = vocabulary.PUBLIC_EVENT_STATUSES  # drafts are the organizer's own business
 
 
 def chunk_id(event_id: str, section: str, row: str) -> str:

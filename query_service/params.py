@@ -23,9 +23,10 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from contracts.vocabulary import PUBLIC_EVENT_STATUSES
 from query_service.feed import STREAM_ID
 
-PUBLIC_STATUSES = ("on_sale", "cancelled")
+PUBLIC_STATUSES = PUBLIC_EVENT_STATUSES
 # CONTRACT lists these for GET /api/v1/events but schedules them for a later milestone: 400 until built.
 PLANNED = ("price_max", "available", "near", "radius_km", "sort")
 PLANNED_MESSAGE = "planned for a later milestone; not supported yet"

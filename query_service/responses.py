@@ -10,18 +10,15 @@ when they do not apply).
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.openapi import Count, DateTime, Money, ResponseModel, Uuid
+from contracts.vocabulary import EventStatus, OrderStatus, PublicEventStatus, SeatStatus, SectionKind, WaitlistStatus
 
 Date = Annotated[str, Field(json_schema_extra={"format": "date"})]
 Ratio = Annotated[float, Field(ge=0, le=1)]
-SeatStatus = Literal["available", "held", "sold"]
-SectionKind = Literal["seated", "ga"]
-EventStatus = Literal["draft", "on_sale", "cancelled"]
-PublicStatus = Literal["on_sale", "cancelled"]
 
 
 class Body(ResponseModel):
@@ -57,7 +54,7 @@ class EventListItem(Body):
     category: str
     venue: VenueSummary
     starts_at: DateTime
-    status: PublicStatus
+    status: PublicEventStatus
     currency: str
     price_min: Money
     price_max: Money
@@ -90,7 +87,7 @@ class EventDetail(Body):
     venue: Venue
     starts_at: DateTime
     ends_at: DateTime | None
-    status: PublicStatus
+    status: PublicEventStatus
     currency: str
     capacity: Count
     available: Count
@@ -139,7 +136,7 @@ class OrderEvent(Body):
 class Order(Body):
     id: Uuid
     event: OrderEvent
-    status: Literal["confirmed", "cancelled"]
+    status: OrderStatus
     seats: Annotated[list[str], Field(description="seated orders only")] = None
     section: Annotated[str, Field(description="general-admission orders only")] = None
     quantity: Annotated[int, Field(ge=1, description="general-admission orders only")] = None
@@ -160,7 +157,7 @@ class WaitlistEntry(Body):
     event_id: Uuid
     position: Annotated[int | None, Field(ge=1, description="live rank among the event's waiting entries; "
                                                             "null unless waiting")]
-    status: Literal["waiting", "offered", "converted", "expired", "left"]
+    status: WaitlistStatus
     quantity: Annotated[int, Field(ge=1)]
     section: Annotated[str, Field(description="absent: any seated seat")] = None
     offer: Annotated[Offer, Field(description="only while offered: check out `hold_id` before `expires_at`")] = None
@@ -221,13 +218,6 @@ class AdminAnalytics(Body):
     utilization: Annotated[Ratio, Field(description="sold / capacity over on-sale events")]
     most_popular: list[PopularEvent]
     daily: Annotated[list[AnalyticsDay], Field(description="newest first")]
-
-
-# --- operations -----------------------------------------------------------------------------------
-class Health(Body):
-    status: Literal["ok", "unavailable"]
-    checks: Annotated[dict[str, Literal["ok", "unavailable"]],
-                      Field(description="`mongodb` and `redis`: `ok` or `unavailable`")]
 
 
 EventPage = Page[EventListItem]

@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from contracts import events as contract
+from contracts.vocabulary import RELEASE_REASONS
 from command_service.domain.model import (Event, Hold, InventoryChange, Order, Venue, WaitlistEntry, iso,
                                           new_id, utcnow)
 
-RELEASE_REASONS = contract.RELEASE_REASONS
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from common.openapi import Count, DateTime, Money, ResponseModel, Uuid
-
-Role = Literal["buyer", "organizer", "admin"]
+from contracts.vocabulary import EventStatus, HoldStatus, OrderStatus, Role, SectionKind, WaitlistStatus
 
 
 class User(ResponseModel):
@@ -38,7 +37,7 @@ class RowOut(ResponseModel):
 class SectionOut(ResponseModel):
     code: str
     name: str
-    kind: Literal["seated", "ga"]
+    kind: SectionKind
     capacity: Count
     rows: list[RowOut] = None  # seated sections only
 
@@ -65,7 +64,7 @@ class EventSection(SectionOut):
 class Event(ResponseModel):
     id: Uuid
     organizer_id: Uuid
-    status: Literal["draft", "on_sale", "cancelled"]
+    status: EventStatus
     title: str
     description: str | None
     category: str
@@ -91,7 +90,7 @@ class Hold(ResponseModel):
     quantity: int = None
     total: Money
     currency: str
-    status: Literal["active", "converted", "released", "expired"]
+    status: HoldStatus
     expires_at: DateTime
     waitlist_entry_id: Uuid = None  # only on a waitlist offer
 
@@ -101,7 +100,7 @@ class Order(ResponseModel):
     event_id: Uuid
     buyer_id: Uuid
     hold_id: Uuid
-    status: Literal["confirmed", "cancelled"]
+    status: OrderStatus
     seats: list[str] = None
     section: str = None
     quantity: int = None
@@ -115,12 +114,8 @@ class WaitlistJoined(ResponseModel):
     id: Uuid
     event_id: Uuid
     position: int = Field(ge=1, description="1 = next in line")
-    status: Literal["waiting", "offered", "converted", "expired", "left"]
+    status: WaitlistStatus
     quantity: int
     section: str | None
     created_at: DateTime
 
-
-class Health(ResponseModel):
-    status: Literal["ok", "unavailable"]
-    checks: dict[str, str] = Field(description="`postgresql` and `redis`: `ok`, or why not")

@@ -1,0 +1,21 @@
+"""The status and kind vocabularies every service speaks: event payloads (contracts/events.py), read models
+(contracts/readmodels.py) and both services' response models use these, so a new status is added in one place."""
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Role = Literal["buyer", "organizer", "admin"]
+EventStatus = Literal["draft", "on_sale", "cancelled"]
+PublicEventStatus = Literal["on_sale", "cancelled"]  # drafts are the organizer's own business
+SectionKind = Literal["seated", "ga"]
+SeatStatus = Literal["available", "held", "sold"]
+HoldStatus = Literal["active", "converted", "released", "expired"]
+OrderStatus = Literal["confirmed", "cancelled"]
+WaitlistStatus = Literal["waiting", "offered", "converted", "expired", "left"]
+HealthStatus = Literal["ok", "unavailable"]
+ReleaseReason = Literal["expired", "cancelled", "order_cancelled", "event_cancelled"]
+
+ROLES: tuple[str, ...] = get_args(Role)
+PUBLIC_EVENT_STATUSES: tuple[str, ...] = get_args(PublicEventStatus)
+SEAT_STATUSES: tuple[str, ...] = get_args(SeatStatus)
+RELEASE_REASONS: tuple[str, ...] = get_args(ReleaseReason)
