@@ -21,7 +21,6 @@ from typing import Any, Awaitable, Callable
 import redis.asyncio
 import redis.exceptions
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
@@ -33,7 +32,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from common.logging import configure_logging
-from common.openapi import Operation, Param, build_document, swagger_ui
+from common.metrics import CONTENT_TYPE_LATEST, exposition
+from common.openapi import Health, Operation, Param, build_document, swagger_ui
 from common.settings import Settings, get_settings, require_secure_secret
 from contracts import keys
 from contracts.errors import ErrorBody
@@ -44,7 +44,7 @@ from query_service.http import EXCEPTION_HANDLERS, ApiError, MetricsMiddleware, 
 from query_service.params import (PLANNED, PLANNED_MESSAGE, RESET, AnalyticsQuery, EventListQuery, NoQuery,
                                   NotificationStreamQuery, PageQuery, Paging, Query, SeatStreamQuery, parse_query,
                                   stream_position)
-from query_service.responses import (AdminAnalytics, EventDetail, EventPage, Health, OrderPage, OrganizerStats,
+from query_service.responses import (AdminAnalytics, EventDetail, EventPage, OrderPage, OrganizerStats,
                                      SeatMap, WaitlistPage, render)
 
 STATIC = Path(__file__).parent / "static"
@@ -127,11 +127,7 @@ async def health(request: Request, _: NoQuery) -> Response:
 
 @get("/metrics", "Prometheus metrics", ok="text/plain", tags=("operations",))
 async def metrics_endpoint(request: Request, _: NoQuery) -> Response:
-    registry = REGISTRY
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return Response(exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @get("/openapi.json", "This document (OpenAPI 3, generated from the code)", ok="application/json",
@@ -210,7 +206,7 @@ def _sse(request: Request, hub: StreamHub, key: str, last_event_id: str | None) 
 async def seat_stream(request: Request, q: SeatStreamQuery) -> Response:
     event_id = _event_id(request)
     exists = await request.app.state.db.events.find_one(
-        {"_id": event_id, "status": {"$in": list(views.PUBLIC_STATUSES)}}, {"_id": 1})
+        {"_id": event_id, **views.PUBLIC}, {"_id": 1})
     if exists is None:
         raise ApiError("NOT_FOUND", "no such event")
     return _sse(request, request.app.state.seat_hub, keys.seat_feed(event_id), q.last_event_id)

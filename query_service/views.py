@@ -28,7 +28,7 @@ def _ratio(n: float, d: float) -> float:
 
 def list_filter(q: str | None, category: str | None, city: str | None, starts_after: str | None,
                 starts_before: str | None, status: str | None) -> dict[str, Any]:
-    flt: dict[str, Any] = {"status": status if status else {"$in": list(PUBLIC_STATUSES)}, **COMPLETE}
+    flt: dict[str, Any] = {**PUBLIC, **COMPLETE, **({"status": status} if status else {})}
     if q:
         # FerretDB 1.24 has no $text: a case-insensitive substring match on the title.
         flt["title"] = {"$regex": re.escape(q), "$options": "i"}
@@ -51,12 +51,7 @@ def list_filter(q: str | None, category: str | None, city: str | None, starts_af
 # listing events; the checker (projectors/check.py) still reports it.
 COMPLETE: dict[str, Any] = {"title": {"$ne": None}, "venue.name": {"$ne": None}, "venue.city": {"$ne": None},
                             "starts_at": {"$ne": None}, "currency": {"$ne": None}, "price_min": {"$ne": None}}
-
-
-def _complete(doc: dict[str, Any]) -> bool:
-    venue = doc.get("venue") or {}
-    return all(doc.get(k) is not None for k in ("title", "starts_at", "currency", "price_min")) \
-        and venue.get("name") is not None and venue.get("city") is not None
+PUBLIC = {"status": {"$in": list(PUBLIC_STATUSES)}}
 
 
 async def event_list(db: AsyncDatabase, flt: dict[str, Any], page: int, page_size: int) -> dict[str, Any]:
@@ -90,8 +85,8 @@ async def _event(db: AsyncDatabase, event_id: str, projection: dict | None = Non
 
 
 async def event_detail(db: AsyncDatabase, event_id: str) -> dict[str, Any] | None:
-    doc = await _event(db, event_id)
-    if doc is None or doc.get("status") not in PUBLIC_STATUSES or not _complete(doc):
+    doc = await db.events.find_one({"_id": event_id, **PUBLIC, **COMPLETE}, BOOKKEEPING)
+    if doc is None:
         return None
     return {
         "id": doc["_id"], "title": doc.get("title"), "description": doc.get("description"),
@@ -220,7 +215,7 @@ async def admin_analytics(db: AsyncDatabase, days: int, top: int) -> dict[str, A
         .sort([("date", DESCENDING)]).limit(days).to_list(None)
     capacity = sold = 0
     by_currency: dict[str, int] = {}
-    async for e in db.events.find({"status": {"$in": list(PUBLIC_STATUSES)}},
+    async for e in db.events.find(PUBLIC,
                                   {"capacity": 1, "sold": 1, "status": 1, "currency": 1, "stats": 1}):
         st = e.get("stats") or {}
         cur = e.get("currency") or "?"

@@ -27,12 +27,13 @@ import redis.exceptions
 import structlog
 from aiohttp import web
 from pydantic import BaseModel
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import multiprocess
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from common.auth import InvalidToken, Principal, bearer_token, decode_token
 from common.logging import configure_logging
-from common.openapi import Operation, Param, build_document, swagger_ui
+from common.metrics import CONTENT_TYPE_LATEST, exposition
+from common.openapi import Health, Operation, Param, build_document, swagger_ui
 from common.settings import Settings, get_settings, require_secure_secret
 from contracts.errors import CODE_FOR_STATUS, STATUS, ErrorBody, error_body
 from command_service import metrics
@@ -247,7 +248,7 @@ async def leave_waitlist(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@route("GET", "/health", "Health of PostgreSQL and Redis (503 names the failed one)", response=schemas.Health,
+@route("GET", "/health", "Health of PostgreSQL and Redis (503 names the failed one)", response=Health,
        auth=False, tags=("operations",))
 async def health(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
@@ -272,11 +273,7 @@ async def health(request: web.Request) -> web.Response:
 
 @route("GET", "/metrics", "Prometheus metrics (all workers)", response=None, auth=False, tags=("operations",))
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    registry = REGISTRY
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # several worker processes: aggregate them
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @route("GET", "/openapi.json", "This document (OpenAPI 3.1, generated from the code)", response=None, auth=False,
