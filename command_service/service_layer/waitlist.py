@@ -50,7 +50,7 @@ async def offer_waitlist(uow: UnitOfWork, svc: Services, event_id: str, freed: I
         return []
     sale = await svc.catalog.get(event_id)
     pending: dict[str, Hold] = {}  # seated entries still gathering seats: their pending offer hold
-    for e in entries:
+    for e in entries if seats else ():  # only freed seats can grow a pending offer
         if e.offer_hold_id:
             h = await uow.repo.get_hold(e.offer_hold_id)
             if h is not None and h.status == "active":
