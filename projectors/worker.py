@@ -180,24 +180,27 @@ class Projector:
 
     def _apply_with_retry(self, msgs: list[P.Msg]):
         """Store unavailable: wait and retry the whole batch (it is idempotent), 0.1 s doubling to 5 s, until it
-        comes back or the worker is asked to stop."""
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            self.healthy = False
-            log.warning("read-model store unavailable, retrying", error=str(state.outcome.exception()),
-                        delay=state.next_action.sleep if state.next_action else None)
-            self.store.forget()
-
-        def stopping(_: tenacity.RetryCallState) -> bool:
-            return self.stopping.is_set()
-
+        comes back or the worker is asked to stop. The usual case is one plain call: no retrier (~40 µs of CPU)
+        is built per batch."""
         try:
-            return tenacity.Retrying(retry=tenacity.retry_if_exception_type(RETRYABLE), stop=stopping,
-                                     wait=tenacity.wait_exponential(multiplier=0.1, max=5.0),
-                                     before_sleep=before_sleep, reraise=True)(self.store.apply, msgs)
+            return self.store.apply(msgs)
+        except RETRYABLE as exc:
+            self._store_down(exc, None)
+        try:
+            return tenacity.Retrying(
+                retry=tenacity.retry_if_exception_type(RETRYABLE), stop=lambda _: self.stopping.is_set(),
+                wait=tenacity.wait_exponential(multiplier=0.1, max=5.0), reraise=True,
+                before_sleep=lambda st: self._store_down(st.outcome.exception(), st.next_action.sleep),
+            )(self.store.apply, msgs)
         except RETRYABLE:
             if self.stopping.is_set():
                 raise SystemExit(0)
             raise
+
+    def _store_down(self, exc: BaseException | None, delay: float | None) -> None:
+        self.healthy = False
+        log.warning("read-model store unavailable, retrying", error=str(exc), delay=delay)
+        self.store.forget()
 
     def dead_letter(self, msg: Message, exc: Exception) -> None:
         log.warning("dead-lettering message", topic=msg.topic(), partition=msg.partition(),
