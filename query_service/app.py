@@ -39,7 +39,7 @@ from contracts import keys
 from contracts.errors import ErrorBody
 from query_service import views
 from query_service.cache import MicroCache, cached_json
-from query_service.feed import RESET_FRAME_DATA, StreamHub, notification_frame, seat_frame, sse_frame
+from query_service.feed import StreamHub, notification_frame, seat_frame
 from query_service.http import EXCEPTION_HANDLERS, ApiError, MetricsMiddleware, log, principal, private_json, require
 from query_service.params import (PLANNED, PLANNED_MESSAGE, RESET, AnalyticsQuery, EventListQuery, NoQuery,
                                   NotificationStreamQuery, PageQuery, Paging, Query, SeatStreamQuery, parse_query,
@@ -187,14 +187,10 @@ SEAT_STREAM_DOC = ("Frames `event: seats`, `id: <position>`, `data: {event_id, c
                    "`Last-Event-ID` or `?last_event_id=` (the header wins).")
 
 
-async def _reset_only():
-    yield sse_frame("reset", None, RESET_FRAME_DATA)
-
-
 def _sse(request: Request, hub: StreamHub, key: str, last_event_id: str | None) -> EventSourceResponse:
     s: Settings = request.app.state.settings
     position = stream_position(request.headers.get("last-event-id"), last_event_id)
-    frames = _reset_only() if position == RESET else hub.stream(key, position)
+    frames = hub.stream(key, None, reset=True) if position == RESET else hub.stream(key, position)
     # ping=0: the hub sends the heartbeats (one timer for all subscribers, see feed.py)
     return EventSourceResponse(frames, ping=0, send_timeout=s.sse_send_timeout_seconds,
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

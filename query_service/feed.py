@@ -192,21 +192,26 @@ class StreamHub:
         eid = as_str(entry_id)
         return self.encoder(eid, {as_str(k): as_str(v) for k, v in fields.items()})
 
-    async def stream(self, key: str, last_id: str | None) -> AsyncIterator[bytes]:
-        """SSE frames for ``key`` after ``last_id`` (None: from now on)."""
+    async def stream(self, key: str, last_id: str | None, *, reset: bool = False) -> AsyncIterator[bytes]:
+        """SSE frames for ``key`` after ``last_id`` (None: from now on). ``reset`` (the client's position was
+        malformed), or a position no longer retained: the first frame is ``event: reset`` carrying the current
+        tip as its ``id``, and the stream goes on live from there, so an EventSource that reconnects later
+        resumes cleanly instead of being reset again with the same bad id."""
         sub: Subscriber = asyncio.Queue(self.queue_size)
         reader = await self._reader(key)
         reader.subscribers.add(sub)
         reader.idle_since = None
         SUBSCRIBERS.labels(self.kind).inc()
         try:
+            if last_id is not None and await self.must_reset(key, last_id):
+                last_id, reset = None, True
             if last_id is None:
                 tip = await self.redis.xrevrange(key, "+", "-", count=1)
-                sent = parse_id(as_str(tip[0][0])) if tip else (0, 0)
+                tip_id = as_str(tip[0][0]) if tip else ZERO
+                sent = parse_id(tip_id)
+                if reset:
+                    yield sse_frame("reset", tip_id, RESET_FRAME_DATA)
             else:
-                if await self.must_reset(key, last_id):
-                    yield sse_frame("reset", None, RESET_FRAME_DATA)
-                    return
                 sent = parse_id(last_id)
                 # Backlog: everything after last_id that exists now, in pages.
                 cursor = last_id

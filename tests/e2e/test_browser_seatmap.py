@@ -81,6 +81,14 @@ class SeatMapPage:
             self.fail(msg)
         return msg
 
+    def eval(self, js: str) -> Any:
+        self.proc.stdin.write(json.dumps({"cmd": "eval", "js": js}) + "\n")
+        self.proc.stdin.flush()
+        msg = self.reply(timeout=30)
+        if not msg.get("ok"):
+            self.fail(msg)
+        return msg["value"]
+
     def seat(self, seat_id: str, status: str) -> dict[str, Any]:
         return self.wait_attr(f'[data-seat="{seat_id}"]', "data-status", status)
 
@@ -161,5 +169,35 @@ def test_the_page_says_an_unknown_event_is_not_found(browser_tools, query_url, t
     try:
         page.ready()
         page.wait_attr("#conn", "data-state", "not found")
+    finally:
+        page.close()
+
+
+def test_a_browser_eventsource_reset_once_then_stays_live(browser_tools, api, organizer, buyer, query_url, tmp_path):
+    """A position the server cannot resume from gets one ``event: reset`` that carries a fresh ``id``, and the
+    stream goes on. A browser EventSource (which reconnects by itself with its last id) is therefore not reset
+    again and again with the same bad id: it sees exactly one reset, then live frames."""
+    ev = api.event(organizer[1], rows=1, seats_per_row=4)
+    eventually(lambda: httpx.get(f"{query_url}/api/v1/events/{ev['id']}/seats", timeout=10).status_code == 200,
+               timeout=60, interval=0.2)
+    page = SeatMapPage(f"{query_url}/", tmp_path)
+    try:
+        page.ready()
+        page.eval("""(() => {
+            window.__frames = [];
+            const es = new EventSource(`/api/v1/events/%s/seats/stream?last_event_id=99999999999999-0`);
+            es.addEventListener("reset", (m) => window.__frames.push(["reset", m.lastEventId]));
+            es.addEventListener("seats", (m) => window.__frames.push(["seats", m.lastEventId, m.data]));
+            es.onerror = () => window.__frames.push(["error", es.readyState]);
+            return true; })()""" % ev["id"])
+        eventually(lambda: page.eval("window.__frames.length") >= 1, timeout=30, interval=0.2)
+        api.hold(buyer[1], ev["id"], ["A-1-2"])
+        frames = eventually(lambda: (f := page.eval("window.__frames")) and any(x[0] == "seats" for x in f) and f,
+                            timeout=30, interval=0.2)
+        kinds = [f[0] for f in frames]
+        assert kinds.count("reset") == 1 and kinds[0] == "reset", frames
+        assert frames[0][1], "the reset frame carries an id to resume from"
+        seats = next(f for f in frames if f[0] == "seats")
+        assert "A-1-2" in seats[2] and seats[1] != frames[0][1]
     finally:
         page.close()

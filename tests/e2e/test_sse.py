@@ -83,8 +83,15 @@ def test_a_position_no_longer_retained_gets_reset(api, organizer, buyer, setting
         entries = eventually(lambda: (e := r.xrange(key)) and len(e) >= n and e, timeout=60)
     r.xtrim(key, maxlen=1, approximate=False)  # what MAXLEN does to a long-idle client's position
     with SseClient(stream_url(base(settings), ev["id"]), {"Last-Event-ID": entries[0][0].decode()}) as sse:
-        assert sse.next(30).event == "reset"  # entries[1] is gone
-    with SseClient(stream_url(base(settings), ev["id"]), {"Last-Event-ID": entries[2][0].decode()}) as sse:
+        reset = sse.next(30)
+        assert reset.event == "reset"  # entries[1] is gone
+        # ...with the current tip as its id, and the stream goes on live from there: an EventSource that
+        # reconnects resumes from that id instead of being reset again with the old one.
+        assert reset.id == entries[2][0].decode()
+        api.hold(buyer[1], ev["id"], ["A-1-5"])
+        live = sse.next(30)
+        assert seat_changes([live]) == {"A-1-5": "held"}
+    with SseClient(stream_url(base(settings), ev["id"]), {"Last-Event-ID": live.id}) as sse:
         api.hold(buyer[1], ev["id"], ["A-1-4"])  # a retained position resumes normally
         frame = sse.next(30)
         assert frame.event == "seats" and seat_changes([frame]) == {"A-1-4": "held"}

@@ -5,6 +5,7 @@
 // Protocol: JSON lines. stdout: {"ready": true} once the page has loaded, then one reply per command.
 // stdin commands (each answered with {"ok": true, ...} or {"ok": false, "error", "screenshot", "console"}):
 //   {"cmd": "wait", "selector": "[data-seat='A-1-1']", "attr": "data-status", "value": "held", "timeout_ms": 15000}
+//   {"cmd": "eval", "js": "<expression>"}  -> {"ok": true, "value": <its JSON value>}
 //   {"cmd": "quit"}
 // Every wait is bounded; the whole script gives up after --deadline-s (default 300) whatever happens.
 import { chromium } from "playwright-core";
@@ -80,6 +81,11 @@ async function main() {
     let cmd;
     try { cmd = JSON.parse(line); } catch { send({ ok: false, error: `not JSON: ${line}` }); continue; }
     if (cmd.cmd === "quit") break;
+    if (cmd.cmd === "eval") {  // evaluate an expression in the page (bounded by the page's own code)
+      try { send({ ok: true, cmd: "eval", value: await page.evaluate(cmd.js) }); }
+      catch (err) { send(await failure(page, err)); }
+      continue;
+    }
     if (cmd.cmd !== "wait") { send({ ok: false, error: `unknown command ${cmd.cmd}` }); continue; }
     const started = Date.now();
     try {
