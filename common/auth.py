@@ -1,10 +1,14 @@
 """JWT access tokens (HS256, CONTRACT "Auth"): shared by the command and the query service.
 
-Claims: ``sub`` (user id), ``role`` (buyer | organizer | admin), ``exp``.
+Claims: ``sub`` (user id), ``role``, ``exp``, ``iat`` (seconds, to the millisecond: a revocation of "every token
+of this user issued before now" must not catch the token a user gets right after it), ``jti`` (this token's id,
+what a logout revokes), ``iss`` and ``aud`` (both checked: a token minted for another system with the same
+secret is refused). Revocation (logout, disabled users) is common/revocation.py.
 """
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -13,43 +17,51 @@ import jwt
 from contracts.vocabulary import ROLES
 
 ALGORITHM = "HS256"
+ISSUER = "evently"
+AUDIENCE = "evently-api"
 
 
 class InvalidToken(Exception):
-    """The token is missing, malformed, expired, badly signed or carries unknown claims."""
+    """The token is missing, malformed, expired, badly signed, revoked or carries unknown claims."""
 
 
 @dataclass(frozen=True)
 class Principal:
     user_id: str
     role: str
+    jti: str = ""
+    issued_at: float = 0.0
+    expires_at: float = 0.0
 
 
-def encode_token(user_id: str, role: str, secret: str, ttl_seconds: int) -> str:
+def encode_token(user_id: str, role: str, secret: str, ttl_seconds: int, *, jti: str | None = None) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
-    claims = {"sub": user_id, "role": role, "exp": int(time.time()) + ttl_seconds}
+    now = time.time()
+    claims = {"sub": user_id, "role": role, "iat": round(now, 3), "exp": int(now) + ttl_seconds,
+              "jti": jti or uuid.uuid4().hex, "iss": ISSUER, "aud": AUDIENCE}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
 def decode_token(token: str, secret: str) -> Principal:
-    principal, exp = _verify(token, secret)
-    if exp <= time.time():
+    principal = _verify(token, secret)
+    if principal.expires_at <= time.time():
         raise InvalidToken("Signature has expired")
     return principal
 
 
 @lru_cache(maxsize=16384)
-def _verify(token: str, secret: str) -> tuple[Principal, float]:
+def _verify(token: str, secret: str) -> Principal:
     """Signature and claims check, cached per token string (a client sends the same token many
     times); expiry is checked on every use by ``decode_token``. Failures are not cached."""
     try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "role", "exp"]})
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER, audience=AUDIENCE,
+                            options={"require": ["sub", "role", "exp", "iat", "jti", "iss", "aud"]})
     except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from exc
-    if claims["role"] not in ROLES or not isinstance(claims["sub"], str):
-        raise InvalidToken("unknown role or subject")
-    return Principal(user_id=claims["sub"], role=claims["role"]), float(claims["exp"])
+    if claims["role"] not in ROLES or not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
+        raise InvalidToken("unknown role, subject or token id")
+    return Principal(claims["sub"], claims["role"], claims["jti"], float(claims["iat"]), float(claims["exp"]))
 
 
 def bearer_token(authorization: str | None) -> str:

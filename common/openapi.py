@@ -13,7 +13,9 @@ A 500 is never documented: malformed input must never produce one.
 """
 from __future__ import annotations
 
+import json
 import re
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
@@ -188,9 +190,22 @@ def build_document(title: str, version: str, description: str, operations: Itera
         "info": {"title": title, "version": version, "description": description},
         "servers": [{"url": "/"}],
         "paths": paths,
-        "components": {"schemas": dict(sorted(schemas.items())),
+        "components": {"schemas": dict(sorted(_referenced(paths, schemas).items())),
                        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
     }
+
+
+def _referenced(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """The component schemas the paths reach (a field the server fills in, like the token's actor, is dropped from
+    its body and must not leave its type behind)."""
+    seen: set[str] = set()
+    todo = [paths]
+    while todo:
+        for name in re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(todo.pop())):
+            if name not in seen and name in schemas:
+                seen.add(name)
+                todo.append(schemas[name])
+    return {k: v for k, v in schemas.items() if k in seen}
 
 
 # --- Swagger UI, from the pinned swagger-ui-bundle package's files (no CDN) ---------------------------------

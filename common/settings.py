@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     # Auth (CONTRACT: HS256 signed with EVENTLY_JWT_SECRET); no default (require_secure_secret)
     jwt_secret: str = ""
     jwt_ttl_seconds: int = 3600
+    refresh_ttl_seconds: int = 30 * 24 * 3600  # a refresh token works once, within this long
 
     # HTTP listeners
     command_host: str = LOCAL_HOST

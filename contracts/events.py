@@ -19,7 +19,8 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
 
 from contracts.seats import SEAT_ID_PATTERN
-from contracts.vocabulary import EventStatus, OrderStatus, ReleaseReason, SeatStatus, SectionKind, WaitlistStatus
+from contracts.vocabulary import (EventStatus, OrderStatus, ReleaseReason, Role, SeatStatus, SectionKind,
+                                 WaitlistStatus)
 
 SCHEMA_VERSION = 1
 __all__ = ["SCHEMA_VERSION", "DATA_MODELS", "Envelope", "envelope", "validate", "ValidationError"]
@@ -173,6 +174,22 @@ class WaitlistEntry(_Open):
 
 
 # --- event payloads (``data``) -------------------------------------------------------------------------------
+class UserRegistered(_Open):
+    """A user account (never the password hash): the users read model's document."""
+    id: NonEmpty
+    email: str
+    name: str
+    role: Role
+    disabled: bool = False
+    version: StrictInt
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class UserUpdated(UserRegistered):
+    pass
+
+
 class VenueCreated(_Open):
     id: str | None = None
     organizer_id: str | None = None
@@ -249,11 +266,13 @@ class WaitlistLeft(_WaitlistChange):
 
 
 DATA_MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (
-    VenueCreated, EventCreated, EventUpdated, EventPublished, EventCancelled, SeatsHeld, SeatsReleased,
+    UserRegistered, UserUpdated, VenueCreated, EventCreated, EventUpdated, EventPublished, EventCancelled, SeatsHeld, SeatsReleased,
     OrderConfirmed, OrderCancelled, WaitlistJoined, WaitlistOffered, OfferExpired, WaitlistConverted, WaitlistLeft)}
 # Kafka topic per aggregate type: evently.<aggregatetype> (Debezium outbox router). Everything about one event
 # shares aggregate type "event" and the event id as key, so it stays in commit order on one partition.
-AGGREGATE_TYPES: dict[str, str] = {name: ("venue" if name == "VenueCreated" else "event") for name in DATA_MODELS}
+# Accounts are aggregate type "user" (key = user id).
+AGGREGATE_TYPES: dict[str, str] = {name: {"VenueCreated": "venue", "UserRegistered": "user", "UserUpdated": "user"}
+                                   .get(name, "event") for name in DATA_MODELS}
 
 
 class Envelope(BaseModel):

@@ -7,6 +7,7 @@ The projector writes, and the query service reads:
 - ``feed:<event_id>``: the Redis Stream of an event's seat changes (SSE ``seats`` frames; the entry id is the SSE id);
 - ``notify:<user_id>``: the stream of a user's notifications, ``notify-seen:<user_id>`` the outbox ids already
   appended to it (each notification goes out once).
+Both services read the token revocation set ``evently:auth:revoked`` (below).
 A rebuild pauses the live projectors:
 - ``evently:projector:pause`` (value = rebuild id, with a TTL) and ``evently:projector:paused:<group>`` (ack).
 """
@@ -37,3 +38,8 @@ def notifications_seen(user_id: str) -> str:
 
 def projector_paused_ack(group: str) -> str:
     return f"evently:projector:paused:{group}"
+
+
+# Revoked access tokens (common/revocation.py): a sorted set, score = when the entry may be forgotten (unix s);
+# members ``jti:<token id>`` (a logout) or ``sub:<user id>:<unix s>`` (every token of that user issued before).
+REVOKED_TOKENS = "evently:auth:revoked"

@@ -19,8 +19,9 @@ ORDERS = "orders"        # one document per order (_id = order id)
 WAITLIST = "waitlist"    # one document per waitlist entry (_id = entry id)
 VENUES = "venues"        # one document per venue (_id = venue id)
 ANALYTICS = "analytics"  # platform rollups: "totals" and "day:<YYYY-MM-DD>"
+USERS = "users"          # one document per account, never a password hash (_id = user id): admin /admin/users
 APPLIED = "applied"      # outbox ids already applied (_id = outbox id, at = Kafka position)
-COLLECTIONS = (EVENTS, SEATMAP, ORDERS, ANALYTICS, VENUES, WAITLIST, APPLIED)
+COLLECTIONS = (EVENTS, SEATMAP, ORDERS, ANALYTICS, VENUES, WAITLIST, USERS, APPLIED)
 
 # --- seat status codes (seat-map chunks keep one letter per seat) --------------------------------------------
 STATUS_CODE = {"available": "a", "held": "h", "sold": "s"}
@@ -57,6 +58,8 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     (ORDERS, [("event_id", ASCENDING)]),                          # event cancellation fan-out
     (WAITLIST, [("buyer_id", ASCENDING), ("created_at", DESCENDING)]),
     (WAITLIST, [("event_id", ASCENDING), ("status", ASCENDING), ("seq", ASCENDING)]),  # positions
+    (USERS, [("role", ASCENDING), ("created_at", DESCENDING)]),   # admin: users by role, newest first
+    (USERS, [("created_at", DESCENDING)]),
 )
 
 

@@ -27,6 +27,7 @@ RELEASE_PRIOR = {"expired": "held", "cancelled": "held", "order_cancelled": "sol
 INVENTORY_TYPES = {"SeatsHeld", "SeatsReleased", "OrderConfirmed"}
 LIFECYCLE_TYPES = {"EventCreated", "EventUpdated", "EventPublished", "EventCancelled"}
 WAITLIST_TYPES = {"WaitlistJoined", "WaitlistOffered", "OfferExpired", "WaitlistConverted", "WaitlistLeft"}
+USER_TYPES = {"UserRegistered", "UserUpdated"}
 # The waitlist read model keeps these entry fields (absolute state, EVENTS.md "waitlist entry").
 ENTRY_FIELDS = ("event_id", "buyer_id", "section", "quantity", "seq", "status", "offer", "version",
                 "created_at", "updated_at")

@@ -161,6 +161,7 @@ class Store:
         seats_f = self.stages.submit(self.apply_seats, inventory)
         orders_f = self.stages.submit(self.apply_orders, orders)
         waitlist_f = self.stages.submit(self.apply_waitlist, [m for m in msgs if m.type in P.WAITLIST_TYPES])
+        users_f = self.stages.submit(self.apply_users, [m for m in msgs if m.type in P.USER_TYPES])
         msgs = claims_f.result()
         keep = {id(m) for m in msgs}
         per_event: dict[str, list[Msg]] = defaultdict(list)
@@ -174,7 +175,7 @@ class Store:
         prior = seats_f.result() if needs_prior else {}
         rollups_f = self.stages.submit(self.apply_rollups, [m for m in orders if id(m) in keep])
         feeds = self._parallel(lambda kv: self.apply_event_counters(kv[0], kv[1], prior), per_event.items())
-        for f in (seats_f, orders_f, waitlist_f, rollups_f):
+        for f in (seats_f, orders_f, waitlist_f, users_f, rollups_f):
             f.result()
         done = time.time()
         if self.redis is not None:
@@ -370,6 +371,24 @@ class Store:
         def upgrade(doc: dict[str, Any]) -> None:
             eid = doc.pop("_id")
             self.db.waitlist.update_one({"_id": eid, "version": {"$lt": doc["version"]}}, {"$set": doc})
+        self._parallel(upgrade, dup)
+
+    # ------------------------------------------------------------------ accounts
+    def apply_users(self, msgs: list[Msg]) -> None:
+        """Whole documents with a version: the newest one per user wins, whatever the delivery order."""
+        newest: dict[str, dict[str, Any]] = {}
+        for m in msgs:
+            doc = {k: v for k, v in m.data.items() if k != "id"}
+            if m.aggregate_id not in newest or newest[m.aggregate_id]["version"] < doc["version"]:
+                newest[m.aggregate_id] = doc
+        if not newest:
+            return
+        docs = [{"_id": uid, **doc} for uid, doc in newest.items()]
+        dup = [docs[i] for i in sorted(self._insert_missing(self.db.users, docs))]
+
+        def upgrade(doc: dict[str, Any]) -> None:
+            uid = doc.pop("_id")
+            self.db.users.update_one({"_id": uid, "version": {"$lt": doc["version"]}}, {"$set": doc})
         self._parallel(upgrade, dup)
 
     def _event_info(self, event_id: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ TOPICS = [
     Topic("evently.event", 3, -1,
           "everything about one event: lifecycle, holds, orders, seat changes; key = event id"),
     Topic("evently.venue", 1, -1, "venue definitions; key = venue id"),
+    Topic("evently.user", 1, -1, "accounts (registered, role changed, disabled; never a password hash); key = user id"),
     Topic("evently.dlq", 1, 30 * 24 * 3600 * 1000,
           "dead letters: projector input that could not be applied, with the error in headers"),
 ]

@@ -8,6 +8,7 @@ views over the MongoDB read models (query_service/views.py) and the Redis feed s
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import gc
@@ -15,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -35,6 +37,8 @@ from common.logging import configure_logging
 from common.metrics import CONTENT_TYPE_LATEST, exposition
 from common.openapi import Health, Operation, Param, build_document, swagger_ui
 from common.settings import Settings, get_settings, require_secure_secret
+from common.auth import Principal
+from common.revocation import Revocations
 from contracts import keys
 from contracts.errors import ErrorBody
 from query_service import views
@@ -42,10 +46,10 @@ from query_service.cache import MicroCache, cached_json
 from query_service.feed import StreamHub, notification_frame, seat_frame
 from query_service.http import EXCEPTION_HANDLERS, ApiError, MetricsMiddleware, log, principal, private_json, require
 from query_service.params import (PLANNED, PLANNED_MESSAGE, RESET, AnalyticsQuery, EventListQuery, NoQuery,
-                                  NotificationStreamQuery, PageQuery, Paging, Query, SeatStreamQuery, parse_query,
-                                  stream_position)
+                                  NotificationStreamQuery, PageQuery, Paging, Query, SeatStreamQuery, UsersQuery,
+                                  parse_query, stream_position)
 from query_service.responses import (AdminAnalytics, EventDetail, EventPage, OrderPage, OrganizerStats,
-                                     SeatMap, WaitlistPage, render)
+                                     SeatMap, UserPage, WaitlistPage, render)
 
 STATIC = Path(__file__).parent / "static"
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -187,10 +191,26 @@ SEAT_STREAM_DOC = ("Frames `event: seats`, `id: <position>`, `data: {event_id, c
                    "`Last-Event-ID` or `?last_event_id=` (the header wins).")
 
 
-def _sse(request: Request, hub: StreamHub, key: str, last_event_id: str | None) -> EventSourceResponse:
+async def _while_valid(frames, request: Request, p: Principal):
+    """A signed-in stream ends when its token expires or is revoked (checked at every frame and heartbeat, so
+    within one heartbeat interval); the client reconnects with a fresh token and resumes by Last-Event-ID."""
+    revocations = request.app.state.revocations
+    try:
+        async for frame in frames:
+            if time.time() >= p.expires_at or revocations.revoked(p):
+                return
+            yield frame
+    finally:
+        await frames.aclose()
+
+
+def _sse(request: Request, hub: StreamHub, key: str, last_event_id: str | None,
+         signed_in: Principal | None = None) -> EventSourceResponse:
     s: Settings = request.app.state.settings
     position = stream_position(request.headers.get("last-event-id"), last_event_id)
     frames = hub.stream(key, None, reset=True) if position == RESET else hub.stream(key, position)
+    if signed_in is not None:
+        frames = _while_valid(frames, request, signed_in)
     # ping=0: the hub sends the heartbeats (one timer for all subscribers, see feed.py)
     return EventSourceResponse(frames, ping=0, send_timeout=s.sse_send_timeout_seconds,
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -216,7 +236,7 @@ async def seat_stream(request: Request, q: SeatStreamQuery) -> Response:
 async def notification_stream(request: Request, q: NotificationStreamQuery) -> Response:
     p = principal(request, query_token=q.access_token)
     require(p, "buyer")
-    return _sse(request, request.app.state.notify_hub, keys.notifications(p.user_id), q.last_event_id)
+    return _sse(request, request.app.state.notify_hub, keys.notifications(p.user_id), q.last_event_id, signed_in=p)
 
 
 # --- the buyer's own -----------------------------------------------------------------------------------
@@ -258,6 +278,16 @@ async def organizer_stats(request: Request, _: NoQuery) -> Response:
     return private_json(stats)
 
 
+@get("/api/v1/admin/users", "Accounts, newest first (admin)", ok=UserPage, query=UsersQuery, errors=(400,),
+     auth=True, tags=("admin",), description="`role` filters by role; `q` is a case-insensitive substring of the "
+                                             "email or the name.")
+async def admin_users(request: Request, q: UsersQuery) -> Response:
+    p = principal(request)
+    require(p, "admin")
+    return private_json(render(UserPage, await views.admin_users(request.app.state.db, q.role, q.q, q.page,
+                                                                 q.page_size)))
+
+
 @get("/api/v1/admin/analytics", "Totals, daily rollups, most popular events (admin)", ok=AdminAnalytics,
      query=AnalyticsQuery, errors=(400,), auth=True, tags=("admin",))
 async def admin_analytics(request: Request, q: AnalyticsQuery) -> Response:
@@ -287,6 +317,7 @@ async def lifespan(app: Starlette):
     hub = dict(queue_size=s.sse_queue_size, heartbeat=s.sse_ping_seconds)
     app.state.seat_hub = StreamHub(app.state.redis, seat_frame, kind="seats", **hub)
     app.state.notify_hub = StreamHub(app.state.redis, notification_frame, kind="notifications", **hub)
+    follow = asyncio.create_task(app.state.revocations.follow(app.state.redis))  # common/revocation.py
     # No index creation here: the projector owns the read models and their indexes (contracts/readmodels.py).
     # Thousands of long-lived streams mean a big, stable heap: the default GC thresholds (700 allocations)
     # walk it over and over, pausing every stream (loadtests/RESULTS.md: query CPU -35%, fan-out p99 -65%).
@@ -294,6 +325,8 @@ async def lifespan(app: Starlette):
     gc.freeze()
     gc.set_threshold(s.query_gc_threshold, 20, 100)
     yield
+    follow.cancel()
+    await asyncio.gather(follow, return_exceptions=True)
     await app.state.seat_hub.close()
     await app.state.notify_hub.close()
     await app.state.redis.aclose()
@@ -303,6 +336,7 @@ async def lifespan(app: Starlette):
 def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.settings = settings or get_settings()
+    app.state.revocations = Revocations()
     app.add_middleware(MetricsMiddleware)
     return app
 

@@ -23,7 +23,7 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from contracts.vocabulary import PUBLIC_EVENT_STATUSES
+from contracts.vocabulary import PUBLIC_EVENT_STATUSES, Role
 from query_service.feed import STREAM_ID
 
 PUBLIC_STATUSES = PUBLIC_EVENT_STATUSES
@@ -153,6 +153,11 @@ class EventListQuery(Paging):
 
     def starts_before_text(self) -> str | None:
         return as_read_model_time(self.starts_before)
+
+
+class UsersQuery(Paging):
+    role: Annotated[Role, BeforeValidator(_text)] = None  # type: ignore[assignment]
+    q: Text(200, "case-insensitive, literal substring of the email or the name") = None
 
 
 class AnalyticsQuery(Query):

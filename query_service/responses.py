@@ -15,7 +15,8 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.openapi import Count, DateTime, Money, ResponseModel, Uuid
-from contracts.vocabulary import EventStatus, OrderStatus, PublicEventStatus, SeatStatus, SectionKind, WaitlistStatus
+from contracts.vocabulary import (EventStatus, OrderStatus, PublicEventStatus, Role, SeatStatus, SectionKind,
+                                 WaitlistStatus)
 
 Date = Annotated[str, Field(json_schema_extra={"format": "date"})]
 Ratio = Annotated[float, Field(ge=0, le=1)]
@@ -222,6 +223,19 @@ class AdminAnalytics(Body):
 
 EventPage = Page[EventListItem]
 OrderPage = Page[Order]
+
+
+class AdminUser(Body):
+    """An account as admins see it (the users read model: never a password hash)."""
+    id: Uuid
+    email: str
+    name: str
+    role: Role
+    disabled: bool
+    created_at: DateTime
+
+
+UserPage = Page[AdminUser]
 WaitlistPage = Page[WaitlistEntry]
 M = TypeVar("M", bound=BaseModel)
 

@@ -242,3 +242,19 @@ async def admin_analytics(db: AsyncDatabase, days: int, top: int) -> dict[str, A
                    "cancelled_seats": d.get("cancelled_seats", 0), "cancelled_revenue": d.get("cancelled_revenue", 0)}
                   for d in daily],
     }
+
+
+async def admin_users(db: AsyncDatabase, role: str | None, q: str | None, page: int, page_size: int) -> dict[str, Any]:
+    """Accounts, newest first: from the users read model, which never holds a password hash."""
+    flt: dict[str, Any] = {}
+    if role:
+        flt["role"] = role
+    if q:
+        pattern = {"$regex": re.escape(q), "$options": "i"}
+        flt["$or"] = [{"email": pattern}, {"name": pattern}]
+    total = await db[rm.USERS].count_documents(flt)
+    cursor = db[rm.USERS].find(flt, {"email": 1, "name": 1, "role": 1, "disabled": 1, "created_at": 1}) \
+        .sort([("created_at", DESCENDING), ("_id", ASCENDING)]).skip((page - 1) * page_size).limit(page_size)
+    items = [{"id": d["_id"], "email": d["email"], "name": d["name"], "role": d["role"],
+              "disabled": bool(d.get("disabled")), "created_at": d["created_at"]} async for d in cursor]
+    return {"items": items, "page": page, "page_size": page_size, "total": total}

@@ -7,9 +7,11 @@ IDEMPOTENCY_IN_PROGRESS, or 409 IDEMPOTENCY_KEY_REUSED when the body differs.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -19,9 +21,6 @@ RETENTION = "24 hours"
 ABANDONED_AFTER = "60 seconds"  # a first run that never finished (process died) no longer blocks the key
 
 
-def fingerprint(method: str, path: str, body: bytes) -> str:
-    """What "the same request" means: same method, path (with query) and body bytes."""
-    return hashlib.sha256(f"{method} {path}\n".encode() + body).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -31,8 +30,15 @@ class StoredResponse:
 
 
 class IdempotencyStore:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, secret: str) -> None:
         self.pool = pool
+        # A key of its own, derived from the service secret: the fingerprints say nothing about the bodies
+        # (which can hold personal data) to whoever reads the table, and cannot be precomputed.
+        self._key = hmac.new(secret.encode(), b"evently idempotency fingerprint", hashlib.sha256).digest()
+
+    def fingerprint(self, method: str, path: str, body: bytes) -> str:
+        """What "the same request" means: same method, path (with query) and body bytes (HMAC-SHA256)."""
+        return hmac.new(self._key, f"{method} {path}\n".encode() + body, hashlib.sha256).hexdigest()
 
     async def claim(self, user_id: str, key: str, request_hash: str) -> StoredResponse | None:
         """None: the caller runs the request and then calls ``complete`` or ``forget``."""
@@ -59,9 +65,16 @@ class IdempotencyStore:
         return StoredResponse(status, body)
 
     async def complete(self, user_id: str, key: str, status: int, body: Any) -> None:
+        """Remember the answer. One that cannot be stored (PostgreSQL's jsonb refuses a NUL character, which an
+        error's details may echo from a field name) frees the key instead: the caller still gets its answer,
+        and a retry runs again rather than failing."""
         async with self.pool.connection() as conn:
-            await conn.execute("UPDATE idempotency_keys SET response_status = %s, response_body = %s "
-                               "WHERE user_id = %s AND key = %s", (status, Jsonb(body), user_id, key))
+            try:
+                await conn.execute("UPDATE idempotency_keys SET response_status = %s, response_body = %s "
+                                   "WHERE user_id = %s AND key = %s", (status, Jsonb(body), user_id, key))
+            except psycopg.DataError:
+                await conn.rollback()
+                await conn.execute("DELETE FROM idempotency_keys WHERE user_id = %s AND key = %s", (user_id, key))
 
     async def forget(self, user_id: str, key: str) -> None:
         """The first run failed with a server-side error: let a retry run again."""

@@ -54,6 +54,13 @@ def _ga(rows: list[dict[str, Any]]) -> InventoryChange:
         GASectionState(r["section"], r["capacity"], r["held"], r["sold"], r["version"]) for r in rows))
 
 
+def _user(r: dict[str, Any] | None) -> User | None:
+    if r is None:
+        return None
+    return User(str(r["id"]), r["email"], r["name"], r["role"], r["password_hash"], r["disabled"], r["version"],
+                r["created_at"], r["updated_at"])
+
+
 def _hold(r: dict[str, Any]) -> Hold:
     entry = r.get("waitlist_entry_id")
     return Hold(str(r["id"]), str(r["event_id"]), str(r["buyer_id"]), tuple(r["seats"]) if r["seats"] else None,
@@ -168,8 +175,53 @@ class Repository:
         return row is not None
 
     async def user_by_email(self, email: str) -> User | None:
-        r = await self._one("SELECT id, email, name, role, password_hash FROM users WHERE email = %s", (email,))
-        return User(str(r["id"]), r["email"], r["name"], r["role"], r["password_hash"]) if r else None
+        return _user(await self._one("SELECT * FROM users WHERE email = %s", (email,)))
+
+    async def get_user(self, user_id: str, *, lock: bool = False) -> User | None:
+        return _user(await self._one("SELECT * FROM users WHERE id = %s" + (" FOR UPDATE" if lock else ""),
+                                     (user_id,)))
+
+    async def save_user(self, u: User) -> None:
+        self.queue("UPDATE users SET role = %s, disabled = %s, version = %s, updated_at = %s WHERE id = %s",
+                   (u.role, u.disabled, u.version, u.updated_at, u.id))
+
+    # --- refresh tokens (stored as SHA-256; migrations/versions/0004_accounts.py) ----------------------------
+    async def add_refresh_token(self, token_hash: str, family_id: str, user_id: str, access_jti: str,
+                                access_expires_at: datetime, expires_at: datetime) -> None:
+        self.queue("INSERT INTO refresh_tokens (token_hash, family_id, user_id, access_jti, access_expires_at, "
+                   "expires_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                   (token_hash, family_id, user_id, access_jti, access_expires_at, expires_at))
+
+    async def use_refresh_token(self, token_hash: str) -> tuple[dict[str, Any] | None, bool]:
+        """(the row, True) when it was unused, unrevoked and unexpired, and is now used; (row, False) when it
+        exists but may not be used (the row says why); (None, False) when there is no such token."""
+        r = await self._one(
+            "WITH t AS (SELECT * FROM refresh_tokens WHERE token_hash = %(h)s FOR UPDATE), "
+            "u AS (UPDATE refresh_tokens r SET used_at = now() FROM t WHERE r.token_hash = t.token_hash "
+            "AND t.used_at IS NULL AND t.revoked_at IS NULL AND t.expires_at > now() RETURNING r.token_hash) "
+            "SELECT t.*, (SELECT count(*) FROM u) = 1 AS fresh FROM t", {"h": token_hash})
+        return (r, bool(r["fresh"])) if r else (None, False)
+
+    async def revoke_refresh_family(self, family_id: str) -> list[tuple[str, datetime]]:
+        """Revoke every token of the family; returns the (jti, expiry) of its access tokens still unexpired."""
+        rows = await self._execute(
+            "WITH r AS (UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE family_id = %s "
+            "RETURNING access_jti, access_expires_at) "
+            "SELECT access_jti, access_expires_at FROM r WHERE access_expires_at > now()", (family_id,))
+        return [(r["access_jti"], r["access_expires_at"]) for r in rows]
+
+    async def refresh_family_of(self, access_jti: str) -> str | None:
+        r = await self._one("SELECT family_id FROM refresh_tokens WHERE access_jti = %s", (access_jti,))
+        return str(r["family_id"]) if r else None
+
+    async def revoke_user_refresh_tokens(self, user_id: str) -> None:
+        self.queue("UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL "
+                   "AND expires_at > now()", (user_id,))
+
+    async def purge_refresh_tokens(self) -> int:
+        rows = await self._execute("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day' "
+                                   "RETURNING 1")
+        return len(rows)
 
     # --- venues and events ----------------------------------------------------------------
     async def add_venue(self, venue: Venue) -> None:

@@ -63,6 +63,23 @@ class IssueToken(Command):
     password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
+class RefreshToken(Command):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class Logout(Authenticated):
+    pass
+
+
+class SetUserRole(Authenticated):
+    user_id: str
+    role: Literal["buyer", "organizer", "admin"]
+
+
+class DisableUser(Authenticated):
+    user_id: str
+
+
 # --- venues -------------------------------------------------------------------------------
 class RowIn(Command):
     label: Code
@@ -187,6 +204,25 @@ class LeaveWaitlist(Authenticated):
 C = TypeVar("C", bound=Command)
 
 
+def printable(text: str) -> str:
+    """A field name or path as it may appear in an error's details (never a raw NUL)."""
+    return text.replace("\x00", "\\u0000")
+
+
+def nul_fields(body: Any, where: str = "") -> list[str]:
+    """The paths (``a.b.0``) of every key or string in a JSON value that contains a NUL character."""
+    if isinstance(body, str):
+        return [where or "body"] if "\x00" in body else []
+    found: list[str] = []
+    items = body.items() if isinstance(body, dict) else enumerate(body) if isinstance(body, list) else ()
+    for k, v in items:
+        path = f"{where}.{k}" if where else str(k)
+        if isinstance(k, str) and "\x00" in k:
+            found.append(printable(path))
+        found += nul_fields(v, path)
+    return found
+
+
 def parse(command: type[C], body: Any, **context: Any) -> C:
     if body is None:
         body = {}
@@ -200,6 +236,6 @@ def parse(command: type[C], body: Any, **context: Any) -> C:
     except pydantic.ValidationError as exc:
         details: dict[str, str] = {}
         for err in exc.errors(include_url=False):
-            where = ".".join(str(p) for p in err["loc"]) or "body"
+            where = printable(".".join(str(p) for p in err["loc"])) or "body"
             details.setdefault(where, err["msg"])
         raise errors.ValidationError("invalid request", details) from None

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from contracts import events as contract
 from contracts.vocabulary import RELEASE_REASONS
-from command_service.domain.model import (Event, Hold, InventoryChange, Order, Venue, WaitlistEntry, iso,
+from command_service.domain.model import (Event, Hold, InventoryChange, Order, User, Venue, WaitlistEntry, iso,
                                           new_id, utcnow)
 
 
@@ -39,6 +39,20 @@ class DomainEvent:
     def envelope(self) -> dict[str, Any]:
         return contract.envelope(self.type, self.aggregate_id, self.data, id=self.id,
                                  occurred_at=iso(self.occurred_at))
+
+
+class UserRegistered(DomainEvent):
+    @classmethod
+    def of(cls, user: User) -> UserRegistered:
+        return cls(user.id, user.document())
+
+
+class UserUpdated(DomainEvent):
+    """An admin changed the user's role or disabled the account (the whole document, with its version)."""
+
+    @classmethod
+    def of(cls, user: User) -> UserUpdated:
+        return cls(user.id, user.document())
 
 
 class VenueCreated(DomainEvent):

@@ -174,9 +174,28 @@ class User:
     name: str
     role: str
     password_hash: str
+    disabled: bool = False
+    version: int = 1
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "email": self.email, "name": self.name, "role": self.role}
+
+    def document(self) -> dict[str, Any]:
+        """What the admin sees and the users read model keeps: never the password hash."""
+        return {**self.to_json(), "disabled": self.disabled, "version": self.version,
+                "created_at": iso(self.created_at), "updated_at": iso(self.updated_at)}
+
+    def document_for_admin(self) -> dict[str, Any]:
+        return {**self.to_json(), "disabled": self.disabled, "created_at": iso(self.created_at)}
+
+    def changed(self, **changes: Any) -> User:
+        return replace(self, version=self.version + 1, updated_at=utcnow(), **changes)
+
+    def ensure_active(self) -> None:
+        if self.disabled:
+            raise errors.Unauthenticated("this account is disabled")
 
 
 @dataclass(frozen=True)

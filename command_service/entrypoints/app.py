@@ -32,12 +32,13 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from common.auth import InvalidToken, Principal, bearer_token, decode_token
 from common.logging import configure_logging
+from common.revocation import Revocations
 from common.metrics import CONTENT_TYPE_LATEST, exposition
 from common.openapi import Health, Operation, Param, build_document, swagger_ui
 from common.settings import Settings, get_settings, require_secure_secret
 from contracts.errors import CODE_FOR_STATUS, STATUS, ErrorBody, error_body
 from command_service import metrics
-from command_service.adapters.idempotency import IdempotencyStore, fingerprint
+from command_service.adapters.idempotency import IdempotencyStore
 from command_service.adapters.seat_locks import SeatLocks
 from command_service.domain import commands, errors
 from command_service.entrypoints import sweeper
@@ -52,6 +53,7 @@ POOL = web.AppKey("pool", AsyncConnectionPool)
 SERVICES = web.AppKey("services", Services)
 ACTOR = web.RequestKey("actor", Principal)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
+REVOCATIONS = web.AppKey("revocations", Revocations)
 routes = web.RouteTableDef()
 
 
@@ -64,6 +66,9 @@ def error_response(exc: BaseException) -> web.Response:
         status = exc.status
         body = error_body(CODE_FOR_STATUS.get(status, "VALIDATION_ERROR" if status < 500 else "INTERNAL_ERROR"),
                           exc.reason)
+    elif isinstance(exc, psycopg.DataError):  # a value validation let through but PostgreSQL cannot store
+        log.warning("data_error", error=str(exc)[:300])
+        status, body = 400, error_body("VALIDATION_ERROR", "a value in the request cannot be stored")
     elif isinstance(exc, (psycopg.OperationalError, PoolTimeout, TransientConflict)):
         status, body = 503, error_body("DEPENDENCY_UNAVAILABLE", "database unavailable", {"dependency": "postgresql"})
     elif isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
@@ -88,6 +93,9 @@ def actor(request: web.Request) -> Principal:
             uuid.UUID(principal.user_id)
         except (InvalidToken, ValueError) as exc:
             raise errors.Unauthenticated("a valid bearer token is required", {"reason": str(exc)[:200]}) from None
+        if request.app[REVOCATIONS].revoked(principal):
+            raise errors.Unauthenticated("this token was revoked (logged out or account changed)",
+                                         {"reason": "revoked"})
         request[ACTOR] = principal
     return request[ACTOR]
 
@@ -104,9 +112,14 @@ async def json_body(request: web.Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, absurd nesting
         raise errors.ValidationError("malformed JSON body", {"body": "not valid UTF-8 JSON"}) from None
+    bad = commands.nul_fields(body) if b"\\u0000" in raw else []
+    if bad:  # one rule for every field: PostgreSQL text cannot hold NUL, and no name or title needs one
+        raise errors.ValidationError("NUL characters are not allowed", {where: "contains a NUL character"
+                                                                         for where in bad[:20]})
+    return body
 
 
 async def run(request: web.Request, command: type[commands.Command], *, body: bool = True, **context: Any) -> Any:
@@ -121,13 +134,20 @@ async def run(request: web.Request, command: type[commands.Command], *, body: bo
 OPERATIONS: list[Operation] = []
 IDEMPOTENCY_KEY = Param("Idempotency-Key", "header", "1 to 200 characters: a repeat with the same key and body "
                         "within 24 h replays the first response (CONTRACT \"Idempotency\")")
+# Not replayed (CONTRACT "Idempotency" note in README "Security"): the auth endpoints hand out tokens, which must
+# never be stored, and their callers are anonymous (no per-user key space). A repeat simply runs again: register
+# answers 409 for a taken email, and a login or refresh is safe to repeat.
+NOT_IDEMPOTENT = frozenset({"/api/v1/auth/register", "/api/v1/auth/token", "/api/v1/auth/refresh",
+                            "/api/v1/auth/logout"})
+
+
 TITLE, VERSION = "Evently command service", "1.0.0"
 DESCRIPTION = (
     "Writes: accounts, venues, events, holds, orders, the waitlist. Reads are on the query service. "
     "The reference is docs/api.md. Every error has the body `{error: {code, message, details}}`. "
     "Strings are trimmed of surrounding white space before their length is checked; integers are strict "
     "(a JSON integer: `\"2\"` and `2.0` are refused); unknown body fields are refused; times are ISO 8601 "
-    "with an offset, between 2000 and 2100. Every POST takes an `Idempotency-Key`.")
+    "with an offset, between 2000 and 2100. Every POST but the /auth ones takes an `Idempotency-Key`.")
 
 
 def route(method: str, path: str, summary: str, *, ok: int = 200, response: type[BaseModel] | None = None,
@@ -140,7 +160,7 @@ def route(method: str, path: str, summary: str, *, ok: int = 200, response: type
         responses: dict[int, Any] = {ok: response}
         for status in errors_ + ((403,) if auth else ()):
             responses[status] = ErrorBody
-        headers = (IDEMPOTENCY_KEY,) if method == "POST" else ()
+        headers = (IDEMPOTENCY_KEY,) if method == "POST" and path not in NOT_IDEMPOTENT else ()
         OPERATIONS.append(Operation(method, path, summary, tags=tags, auth=auth, body=body, headers=headers,
                                     responses=responses, description=description, body_exclude=("actor",)))
         return handler
@@ -159,6 +179,37 @@ async def register(request: web.Request) -> web.Response:
        description="401 `UNAUTHENTICATED` for a wrong email or password (the same answer for both).")
 async def token(request: web.Request) -> web.Response:
     return web.json_response(await run(request, commands.IssueToken))
+
+
+@route("POST", "/api/v1/auth/refresh", "Exchange a refresh token (once) for a new access + refresh token",
+       response=schemas.Token, body=commands.RefreshToken, auth=False, errors_=(401,), tags=("accounts",),
+       description="Each refresh token works once. Presenting one a second time revokes its whole family (the "
+                   "tokens issued from the same login, and their access tokens): 401.")
+async def refresh(request: web.Request) -> web.Response:
+    return web.json_response(await run(request, commands.RefreshToken))
+
+
+@route("POST", "/api/v1/auth/logout", "Log out: this access token and its refresh token stop working", ok=204,
+       tags=("accounts",), description="On both services within 5 s.")
+async def logout(request: web.Request) -> web.Response:
+    await run(request, commands.Logout, body=False)
+    return web.Response(status=204)
+
+
+@route("POST", "/api/v1/admin/users/{user_id}/role", "Change a user's role (admin)", response=schemas.AdminUser,
+       body=commands.SetUserRole, errors_=(404,), tags=("accounts",),
+       description="The user's current tokens stop working (within 5 s); they sign in again with the new role.")
+async def set_user_role(request: web.Request) -> web.Response:
+    user = await run(request, commands.SetUserRole, user_id=path_id(request, "user_id"))
+    return web.json_response(user.document_for_admin())
+
+
+@route("POST", "/api/v1/admin/users/{user_id}/disable", "Disable a user (admin)", response=schemas.AdminUser,
+       errors_=(404,), tags=("accounts",),
+       description="The user's tokens stop working on both services within 5 s, and sign-in is refused.")
+async def disable_user(request: web.Request) -> web.Response:
+    user = await run(request, commands.DisableUser, body=False, user_id=path_id(request, "user_id"))
+    return web.json_response(user.document_for_admin())
 
 
 @route("POST", "/api/v1/venues", "Create a venue (organizer)", ok=201, response=schemas.Venue,
@@ -319,18 +370,24 @@ _LATENCY: dict[tuple[str, str, int], Any] = {}
 
 @web.middleware
 async def idempotency_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """CONTRACT "Idempotency": replay the first response of a POST per user + Idempotency-Key for 24 h."""
+    """CONTRACT "Idempotency": replay the first response of a POST per user + Idempotency-Key for 24 h.
+
+    Keys are per signed-in user: a request without a valid token is not remembered (it is refused anyway, or is
+    an auth endpoint). The stored fingerprint is an HMAC (adapters/idempotency.py). Only answers the request
+    itself produced are stored: not 5xx (a retry may succeed), not 429 (it never ran)."""
     key = request.headers.get("Idempotency-Key")
-    if request.method != "POST" or key is None:
+    if request.method != "POST" or key is None or request.path in NOT_IDEMPOTENT:
         return await handler(request)
-    if not 1 <= len(key) <= 200:
-        raise errors.ValidationError("bad Idempotency-Key", {"Idempotency-Key": "1 to 200 characters"})
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise errors.ValidationError("bad Idempotency-Key", {"Idempotency-Key": "1 to 200 printable characters"})
+    if "Authorization" not in request.headers:
+        return await handler(request)
     try:
-        user = actor(request).user_id if "Authorization" in request.headers else "anonymous"
+        user = actor(request).user_id
     except errors.Unauthenticated:
         return await handler(request)  # refused anyway; nothing to remember
-    digest = fingerprint(request.method, str(request.rel_url), await request.read())
     store = request.app[IDEMPOTENCY]
+    digest = store.fingerprint(request.method, str(request.rel_url), await request.read())
     stored = await store.claim(user, key, digest)
     if stored is not None:
         replay = web.json_response(stored.body, status=stored.status) if stored.status != 204 \
@@ -341,7 +398,7 @@ async def idempotency_middleware(request: web.Request, handler) -> web.StreamRes
         response = await handler(request)
     except Exception as exc:  # noqa: BLE001 - the error response is what gets remembered
         response = error_response(exc)
-    if response.status >= 500:
+    if response.status >= 500 or response.status == 429:
         await store.forget(user, key)
     else:
         body = json.loads(response.text) if response.status != 204 else None
@@ -360,13 +417,15 @@ async def services_ctx(app: web.Application):
     redis_pool = redis.asyncio.BlockingConnectionPool.from_url(
         s.redis_url, max_connections=s.redis_pool_size, timeout=5, socket_timeout=5, socket_connect_timeout=2)
     client = redis.asyncio.Redis(connection_pool=redis_pool)
-    svc = Services(uow=lambda: UnitOfWork(pool), locks=SeatLocks(client), settings=s)
+    svc = Services(uow=lambda: UnitOfWork(pool), locks=SeatLocks(client), settings=s, redis=client)
     app[POOL], app[SERVICES] = pool, svc
-    app[IDEMPOTENCY] = IdempotencyStore(pool)
-    sweep = asyncio.create_task(sweeper.run(svc, pool, app[IDEMPOTENCY], s.sweep_interval_seconds))
+    app[IDEMPOTENCY] = IdempotencyStore(pool, s.jwt_secret)
+    tasks = [asyncio.create_task(sweeper.run(svc, pool, app[IDEMPOTENCY], s.sweep_interval_seconds)),
+             asyncio.create_task(app[REVOCATIONS].follow(client))]
     yield
-    sweep.cancel()
-    await asyncio.gather(sweep, return_exceptions=True)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     await client.aclose()
     await redis_pool.aclose()
     await pool.close()
@@ -376,6 +435,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     s = settings or get_settings()
     app = web.Application(client_max_size=s.max_body_bytes, middlewares=[errors_middleware, idempotency_middleware])
     app[SETTINGS] = s
+    app[REVOCATIONS] = Revocations()
     app.add_routes(routes)
     app.router.add_static(DOCS.assets_url, DOCS.assets_dir)
     app.cleanup_ctx.append(services_ctx)

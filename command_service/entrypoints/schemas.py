@@ -23,10 +23,16 @@ class User(ResponseModel):
     role: Role
 
 
+class AdminUser(User):
+    disabled: bool
+    created_at: DateTime
+
+
 class Token(ResponseModel):
     access_token: str = Field(description="a JWT (HS256) for `Authorization: Bearer`")
     token_type: Literal["bearer"]
     expires_in: int = Field(description="seconds until the access token expires")
+    refresh_token: str = Field(description="opaque; POST /auth/refresh exchanges it once for a new pair")
 
 
 class RowOut(ResponseModel):

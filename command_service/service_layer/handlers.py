@@ -7,22 +7,27 @@ Repository.end_hold(..., "converted") -> OrderConfirmed -> SeatLocks.settle reco
 """
 from __future__ import annotations
 
-import asyncio
+import hashlib
+import secrets
+import uuid
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
 import structlog
 import tenacity
 
+from common import revocation
 from common.auth import Principal, encode_token
 from command_service import metrics
 from command_service.adapters.passwords import hash_password, verify_password
 from command_service.domain import commands, errors
 from command_service.domain.events import (EventCancelled, EventCreated, EventPublished, EventUpdated,
                                            OfferExpired, OrderCancelled, OrderConfirmed, SeatsHeld, SeatsReleased,
-                                           VenueCreated, WaitlistConverted, WaitlistJoined, WaitlistLeft)
+                                           UserRegistered, UserUpdated, VenueCreated, WaitlistConverted,
+                                           WaitlistJoined, WaitlistLeft)
 from command_service.domain.model import (Event, Hold, InventoryChange, Order, User, Venue, WaitlistEntry,
-                                          new_id, require_owner, require_role)
+                                          new_id, require_owner, require_role, utcnow)
 from command_service.service_layer.services import Services, best_effort
 from command_service.service_layer.unit_of_work import TransientConflict, UnitOfWork
 from command_service.service_layer.waitlist import lock_offers, offer_waitlist, waitlist_scope
@@ -38,10 +43,11 @@ async def register(cmd: commands.Register, svc: Services) -> User:
 
 async def add_user(uow_factory: Callable[[], UnitOfWork], email: str, password: str, name: str, role: str) -> User:
     """Also used by the CLI to create admins (never reachable through the API)."""
-    user = User(new_id(), email, name, role, await asyncio.to_thread(hash_password, password))
+    user = User(new_id(), email, name, role, await hash_password(password))
     async with uow_factory() as uow:
         if not await uow.repo.add_user(user):
             raise errors.EmailExists("an account with this email exists", {"email": "already registered"})
+        uow.emit(UserRegistered.of(user))
         await uow.commit()
     return user
 
@@ -49,11 +55,90 @@ async def add_user(uow_factory: Callable[[], UnitOfWork], email: str, password: 
 async def issue_token(cmd: commands.IssueToken, svc: Services) -> dict[str, Any]:
     async with svc.uow() as uow:
         user = await uow.repo.user_by_email(cmd.email)
-    if not await asyncio.to_thread(verify_password, user.password_hash if user else None, cmd.password):
+    if not await verify_password(user.password_hash if user else None, cmd.password):
         raise errors.Unauthenticated("wrong email or password")
-    ttl = svc.settings.jwt_ttl_seconds
-    return {"access_token": encode_token(user.id, user.role, svc.settings.jwt_secret, ttl),
-            "token_type": "bearer", "expires_in": ttl}
+    user.ensure_active()
+    async with svc.uow() as uow:
+        tokens = await _new_tokens(uow, svc, user, family_id=new_id())
+        await uow.commit()
+    return tokens
+
+
+async def _new_tokens(uow: UnitOfWork, svc: Services, user: User, family_id: str) -> dict[str, Any]:
+    """An access token and the next refresh token of ``family_id`` (recorded in this unit of work)."""
+    ttl, jti, refresh = svc.settings.jwt_ttl_seconds, uuid.uuid4().hex, secrets.token_urlsafe(32)
+    now = utcnow()
+    await uow.repo.add_refresh_token(_digest(refresh), family_id, user.id, jti, now + timedelta(seconds=ttl),
+                                     now + timedelta(seconds=svc.settings.refresh_ttl_seconds))
+    return {"access_token": encode_token(user.id, user.role, svc.settings.jwt_secret, ttl, jti=jti),
+            "token_type": "bearer", "expires_in": ttl, "refresh_token": refresh}
+
+
+def _digest(refresh_token: str) -> str:
+    return hashlib.sha256(refresh_token.encode()).hexdigest()
+
+
+async def refresh_token(cmd: commands.RefreshToken, svc: Services) -> dict[str, Any]:
+    """Rotate: the presented token is used up and the next one of its family issued. A token presented a second
+    time means it was copied: the whole family (and its live access tokens) is revoked, and the answer is 401."""
+    reused: list[tuple[str, Any]] = []
+    async with svc.uow() as uow:
+        row, fresh = await uow.repo.use_refresh_token(_digest(cmd.refresh_token))
+        if row is None:
+            raise errors.Unauthenticated("unknown refresh token")
+        if not fresh:
+            if row["used_at"] is not None and row["revoked_at"] is None:
+                reused = await uow.repo.revoke_refresh_family(str(row["family_id"]))
+                await uow.commit()
+                log.warning("refresh_token_reused", user_id=str(row["user_id"]), family_id=str(row["family_id"]))
+        else:
+            user = await uow.repo.get_user(str(row["user_id"]))
+            if user is None or user.disabled:
+                raise errors.Unauthenticated("this account is disabled")
+            tokens = await _new_tokens(uow, svc, user, family_id=str(row["family_id"]))
+            await uow.commit()
+            return tokens
+    for jti, expires in reused:
+        await revocation.revoke_token(svc.redis, jti, expires.timestamp())
+    raise errors.Unauthenticated("this refresh token was already used, expired or revoked")
+
+
+async def logout(cmd: commands.Logout, svc: Services) -> None:
+    """This access token and its refresh-token family stop working (on both services within 5 s)."""
+    async with svc.uow() as uow:
+        family = await uow.repo.refresh_family_of(cmd.actor.jti)
+        live = await uow.repo.revoke_refresh_family(family) if family else []
+        await uow.commit()
+    await revocation.revoke_token(svc.redis, cmd.actor.jti, cmd.actor.expires_at)
+    for jti, expires in live:
+        await revocation.revoke_token(svc.redis, jti, expires.timestamp())
+
+
+async def _change_user(cmd: commands.SetUserRole | commands.DisableUser, svc: Services, **changes: Any) -> User:
+    """An admin's change to an account: every token the user holds stops working (they sign in again, with the
+    new role; a disabled user cannot)."""
+    require_role(cmd.actor, "admin")
+    async with svc.uow() as uow:
+        user = await uow.repo.get_user(cmd.user_id, lock=True)
+        if user is None:
+            raise errors.NotFound("no such user")
+        if all(getattr(user, k) == v for k, v in changes.items()):
+            return user  # nothing to change: repeating it is harmless
+        user = user.changed(**changes)
+        await uow.repo.save_user(user)
+        await uow.repo.revoke_user_refresh_tokens(user.id)
+        uow.emit(UserUpdated.of(user))
+        await uow.commit()
+    await revocation.revoke_user(svc.redis, user.id, svc.settings.jwt_ttl_seconds)
+    return user
+
+
+async def set_user_role(cmd: commands.SetUserRole, svc: Services) -> User:
+    return await _change_user(cmd, svc, role=cmd.role)
+
+
+async def disable_user(cmd: commands.DisableUser, svc: Services) -> User:
+    return await _change_user(cmd, svc, disabled=True)
 
 
 # --- venues and events (organizers) -------------------------------------------------------
@@ -344,6 +429,10 @@ async def leave_waitlist(cmd: commands.LeaveWaitlist, svc: Services) -> None:
 HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]] = {
     commands.Register: register,
     commands.IssueToken: issue_token,
+    commands.RefreshToken: refresh_token,
+    commands.Logout: logout,
+    commands.SetUserRole: set_user_role,
+    commands.DisableUser: disable_user,
     commands.CreateVenue: create_venue,
     commands.CreateEvent: create_event,
     commands.UpdateEvent: update_event,

@@ -21,6 +21,7 @@ class Services:
     uow: Callable[[], UnitOfWork]
     locks: SeatLocks
     settings: Settings
+    redis: Any = None  # the Redis client (token revocations, rate limits)
     catalog: EventCatalog = field(init=False)
 
     def __post_init__(self) -> None:

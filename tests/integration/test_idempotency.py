@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from common.auth import encode_token
-from command_service.adapters.idempotency import fingerprint
+from command_service.adapters.idempotency import IdempotencyStore
 from tests.integration.conftest import seated
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ async def test_a_repeat_while_the_first_runs_is_refused(api, pg, organizer):
     raw = json.dumps(body).encode()
     # The first request with this key is "still running": its record has no response yet.
     await pg.execute("INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES (%s, %s, %s)",
-                     (buyer_id, key, fingerprint("POST", path, raw)))
+                     (buyer_id, key, IdempotencyStore(None, api.settings.jwt_secret).fingerprint("POST", path, raw)))
     r = await api.call("POST", path, token, data=raw,
                        headers={"Idempotency-Key": key, "Content-Type": "application/json"})
     assert (r.status, r.code) == (409, "IDEMPOTENCY_IN_PROGRESS")
