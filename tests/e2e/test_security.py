@@ -24,3 +24,99 @@ def test_a_token_signed_with_the_published_development_secret_is_refused(setting
     ev = api.event(organizer[1])
     r = httpx.post(f"{c}/api/v1/events/{ev['id']}/cancel", headers=forged, timeout=10)
     assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHENTICATED", r.text
+
+
+# --- #4 and #7: malformed input is a 400 with the contract's body, never a 5xx ------------------------------------
+NUL = "a\u0000b"
+VENUE = {"name": "Hall", "city": "Porto", "sections": [{"code": "A", "name": "Stalls", "kind": "seated",
+                                                        "rows": [{"label": "1", "seats": 2}]}]}
+
+
+def _nul_cases(venue_id: str, event_id: str):
+    register = {"email": "x@example.com", "password": "correct horse battery", "name": "n", "role": "buyer"}
+    event = {"venue_id": venue_id, "title": "t", "category": "music", "starts_at": "2027-03-01T20:00:00Z",
+             "currency": "EUR", "prices": {"A": 100}}
+    yield "POST", "/api/v1/auth/register", {**register, "name": NUL}
+    yield "POST", "/api/v1/auth/register", {**register, "email": f"x{NUL}@example.com"}
+    yield "POST", "/api/v1/auth/token", {"email": f"x{NUL}@example.com", "password": "whatever"}
+    yield "POST", "/api/v1/venues", {**VENUE, "name": NUL}
+    yield "POST", "/api/v1/venues", {**VENUE, "city": NUL}
+    yield "POST", "/api/v1/venues", {**VENUE, "sections": [{**VENUE["sections"][0], "name": NUL}]}
+    yield "POST", "/api/v1/events", {**event, "title": NUL}
+    yield "PATCH", f"/api/v1/events/{event_id}", {"title": NUL}
+    yield "PATCH", f"/api/v1/events/{event_id}", {"category": NUL}
+    yield "POST", f"/api/v1/events/{event_id}/holds", {"x\u0000": 1}
+    yield "POST", f"/api/v1/events/{event_id}/holds", {"seats": [f"A-1-{NUL}"]}
+
+
+def test_nul_characters_anywhere_in_a_body_are_a_400(api, organizer, settings):
+    c = f"http://{settings.command_host}:{settings.command_port}"
+    ev = api.event(organizer[1])
+    buyer = api.user("buyer")[1]
+    for method, path, body in _nul_cases(ev["venue_id"], ev["id"]):
+        token = buyer if path.endswith("/holds") else organizer[1]
+        r = httpx.request(method, c + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert r.status_code == 400, (method, path, r.status_code, r.text)
+        assert r.json()["error"]["code"] == "VALIDATION_ERROR" and "\x00" not in r.json()["error"]["details"], r.text
+
+
+def test_a_stored_400_is_replayed_not_turned_into_a_500(api, organizer, buyer, settings):
+    """#7: a 400 whose details name a field with a NUL in it, sent with an Idempotency-Key, is stored (or not)
+    without breaking: the first answer and the repeat are both that 400."""
+    c = f"http://{settings.command_host}:{settings.command_port}"
+    ev = api.event(organizer[1])
+    headers = {"Authorization": f"Bearer {buyer[1]}", "Idempotency-Key": uuid.uuid4().hex}
+    for _ in range(2):
+        r = httpx.post(f"{c}/api/v1/events/{ev['id']}/holds", content=b'{"x\\u0000": 1}', timeout=10,
+                       headers={**headers, "Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "VALIDATION_ERROR", r.text
+
+
+@pytest.mark.parametrize("service", ["command", "query"])
+def test_an_unsupported_method_is_a_405_with_allow(settings, service):
+    host, port = (settings.command_host, settings.command_port) if service == "command" else \
+        (settings.query_host, settings.query_port)
+    r = httpx.request("TRACE", f"http://{host}:{port}/health", timeout=10)
+    assert r.status_code == 405 and "GET" in r.headers["Allow"], (r.status_code, dict(r.headers))
+    assert r.json()["error"]["code"]
+
+
+# --- #6: the idempotency layer stores nothing it must not ----------------------------------------------------
+def test_auth_endpoints_are_never_replayed_and_no_token_is_stored(settings, pg):
+    """Two anonymous clients using the same key both register; a login with a key gets a fresh token each time;
+    no stored response holds a token."""
+    c = f"http://{settings.command_host}:{settings.command_port}"
+    key = {"Idempotency-Key": "shared-" + uuid.uuid4().hex}
+    emails = [f"idem-{uuid.uuid4().hex}@example.com" for _ in range(2)]
+    for email in emails:
+        r = httpx.post(f"{c}/api/v1/auth/register", headers=key, timeout=10,
+                       json={"email": email, "password": "correct horse battery", "name": "n", "role": "buyer"})
+        assert r.status_code == 201 and r.json()["email"] == email, r.text
+    tokens = []
+    for _ in range(2):
+        r = httpx.post(f"{c}/api/v1/auth/token", headers=key, timeout=10,
+                       json={"email": emails[0], "password": "correct horse battery"})
+        assert r.status_code == 200 and "Idempotent-Replayed" not in r.headers
+        tokens.append(r.json()["access_token"])
+    assert tokens[0] != tokens[1]
+    with pg.cursor() as cur:
+        cur.execute("SELECT count(*) FROM idempotency_keys WHERE key = %s OR response_body::text LIKE %s",
+                    (key["Idempotency-Key"], "%access_token%"))
+        assert cur.fetchone()[0] == 0
+
+
+def test_fingerprints_are_keyed_hmacs(settings, pg, api, organizer):
+    """#6: the stored fingerprint is not a plain SHA-256 of the request (which could be recomputed from a guess
+    at the body)."""
+    import hashlib
+
+    c = f"http://{settings.command_host}:{settings.command_port}"
+    key = uuid.uuid4().hex
+    body = b'{"name": "Hall", "city": "Porto", "sections": [{"code": "GA", "name": "F", "kind": "ga", "capacity": 5}]}'
+    r = httpx.post(f"{c}/api/v1/venues", content=body, timeout=10, headers={
+        "Authorization": f"Bearer {organizer[1]}", "Idempotency-Key": key, "Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    with pg.cursor() as cur:
+        cur.execute("SELECT request_hash FROM idempotency_keys WHERE key = %s", (key,))
+        stored = cur.fetchone()[0]
+    assert len(stored) == 64 and stored != hashlib.sha256(b"POST /api/v1/venues\n" + body).hexdigest()

@@ -8,6 +8,8 @@
   (someone replayed it). ``access_jti`` / ``access_expires_at``: the access token issued with it, so a logout
   or a family revocation can revoke the access tokens too.
 - The users that already exist get a UserRegistered outbox row, so the users read model starts complete.
+- Stored anonymous idempotency responses are deleted: they were logins and registrations, and the logins'
+  bodies held access tokens (the auth endpoints are no longer remembered at all).
 
 Revision ID: 0005
 Revises: 0004
@@ -41,6 +43,8 @@ def upgrade() -> None:
         CREATE INDEX refresh_tokens_family_idx ON refresh_tokens (family_id);
         CREATE INDEX refresh_tokens_access_jti_idx ON refresh_tokens (access_jti);
         CREATE INDEX refresh_tokens_expires_idx ON refresh_tokens (expires_at);
+
+        DELETE FROM idempotency_keys WHERE user_id = 'anonymous';
 
         INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
         SELECT u.oid, 'user', u.id::text, 'UserRegistered', jsonb_build_object(
