@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     query_uvloop: bool = True             # uvloop + httptools under uvicorn
     query_cache_seconds: float = 0.5      # public GET responses are micro-cached this long per process
     query_cache_stale_seconds: float = 5.0  # ...then served stale (at most this long) while one request refreshes
+    query_cache_max_bytes: int = 64 * 1024 * 1024  # rendered bodies the micro-cache keeps per worker process
     query_mongo_pool_size: int = 50
     query_redis_pool_size: int = 2000     # stream readers hold one connection each while blocked in XREAD
     query_gc_threshold: int = 50_000      # allocations between young GC collections (default 700; see app.py)

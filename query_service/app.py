@@ -155,7 +155,7 @@ async def list_events(request: Request, q: EventListQuery) -> Response:
     flt = views.list_filter(q.q, q.category, q.city, q.starts_after_text(), q.starts_before_text(), q.status)
     db = request.app.state.db
     return await _found(await cached_json(
-        request, lambda: _render(EventPage, views.event_list(db, flt, q.page, q.page_size))))
+        request, q, lambda: _render(EventPage, views.event_list(db, flt, q.page, q.page_size))))
 
 
 @get("/api/v1/events/suggest", "Search suggestions: planned for a later milestone (400 until built)",
@@ -167,17 +167,17 @@ async def suggest(request: Request, _: NoQuery) -> Response:
 
 @get("/api/v1/events/{event_id}", "Event detail with per-section counts (ETag, micro-cached)", ok=EventDetail,
      errors=(404,), cached=True, tags=("catalog",))
-async def event_detail(request: Request, _: NoQuery) -> Response:
+async def event_detail(request: Request, q: NoQuery) -> Response:
     event_id, db = _event_id(request), request.app.state.db
-    return await _found(await cached_json(request, lambda: _render(EventDetail, views.event_detail(db, event_id))))
+    return await _found(await cached_json(request, q, lambda: _render(EventDetail, views.event_detail(db, event_id))))
 
 
 @get("/api/v1/events/{event_id}/seats", "Seat map and the feed position to stream from (ETag, micro-cached)",
      ok=SeatMap, errors=(404,), cached=True, tags=("catalog",))
-async def event_seats(request: Request, _: NoQuery) -> Response:
+async def event_seats(request: Request, q: NoQuery) -> Response:
     event_id, state = _event_id(request), request.app.state
     return await _found(await cached_json(
-        request, lambda: _render(SeatMap, views.seat_map(state.db, state.redis, event_id))))
+        request, q, lambda: _render(SeatMap, views.seat_map(state.db, state.redis, event_id))))
 
 
 async def _render(model: type[BaseModel], data: Awaitable[Any]) -> BaseModel | None:
@@ -313,7 +313,7 @@ async def lifespan(app: Starlette):
     app.state.db = app.state.mongo[s.mongo_db]
     app.state.redis = redis.asyncio.Redis.from_url(s.redis_url, decode_responses=True,
                                                    max_connections=s.query_redis_pool_size)
-    app.state.cache = MicroCache(s.query_cache_seconds, s.query_cache_stale_seconds)
+    app.state.cache = MicroCache(s.query_cache_seconds, s.query_cache_stale_seconds, s.query_cache_max_bytes)
     hub = dict(queue_size=s.sse_queue_size, heartbeat=s.sse_ping_seconds)
     app.state.seat_hub = StreamHub(app.state.redis, seat_frame, kind="seats", **hub)
     app.state.notify_hub = StreamHub(app.state.redis, notification_frame, kind="notifications", **hub)
