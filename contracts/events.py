@@ -201,7 +201,9 @@ class VenueCreated(_Open):
 
 
 class EventCreated(EventDocument):
-    seats: List[SeatId] = []  # every seat id of the event, in layout order
+    # Written until 2026-12 (every seat id, in layout order); now absent: the seats are the sections' rows
+    # (label, seats numbered from 1), which bound the message by the layout (MAX_LAYOUT_BYTES), not the seat count.
+    seats: List[SeatId] = []
 
 
 class EventUpdated(EventDocument):

@@ -147,6 +147,15 @@ def empty_stats() -> dict[str, Any]:
             "cancelled_revenue": 0, "by_day": {}}
 
 
+def event_seat_rows(data: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """(section, row) -> seats in that row, for an EventCreated: from its sections' rows, or from the ``seats``
+    list that messages written before the layout-only payload carried."""
+    if data.get("seats"):
+        return seat_rows(data["seats"])
+    return {(s["code"], r["label"]): r["seats"] for s in data.get("sections", []) if s.get("kind") == "seated"
+            for r in s.get("rows") or ()}
+
+
 def seat_rows(seat_ids: list[str]) -> dict[tuple[str, str], int]:
     """(section, row) -> seats in that row (the highest seat number)."""
     rows: dict[tuple[str, str], int] = {}

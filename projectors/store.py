@@ -283,7 +283,7 @@ class Store:
         else:
             # inventory that arrived before its EventCreated made a bare counter document: complete it
             self.db.events.update_one({"_id": event_id, "status": "unknown"}, {"$set": P.event_static(d)})
-        rows = P.seat_rows(d.get("seats", []))
+        rows = P.event_seat_rows(d)
         if rows:
             chunks = [P.new_chunk(event_id, sec, row, n) for (sec, row), n in rows.items()]
             failed = insert_new(self.db.seatmap, chunks)

@@ -7,19 +7,38 @@ the purge's deletes (migration 0004).
 """
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from command_service.adapters.repository import Repository
+from command_service.domain import errors
 from command_service.domain.events import DomainEvent
+from command_service.domain.model import MAX_OUTBOX_PAYLOAD_BYTES
+
+
+# Types whose payload grows with the request (a layout, a description, a chunk of seats): their size is checked.
+# The others carry at most MAX_SEATS_PER_HOLD seats and bounded fields.
+SIZED = frozenset({"VenueCreated", "EventCreated", "EventUpdated", "SeatsReleased"})
 
 
 def write(repo: Repository, events: Sequence[DomainEvent]) -> None:
-    """Queue one INSERT per event; they go to PostgreSQL in the same batch as the COMMIT."""
+    """Queue one INSERT per event; they go to PostgreSQL in the same batch as the COMMIT.
+
+    A payload over MAX_OUTBOX_PAYLOAD_BYTES is refused (400, the transaction rolls back): one record Kafka would
+    not take stops the whole pipeline at that WAL position, so it must never be committed. The API's own bounds
+    (MAX_LAYOUT_BYTES, 1,000-seat release chunks) keep every real payload far below this."""
     for e in events:
-        repo.queue_prepared("ev_outbox", (e.id, e.aggregate_type, e.aggregate_id, e.type, Jsonb(e.envelope())))
+        envelope = e.envelope()
+        if e.type in SIZED:
+            size = len(json.dumps(envelope))
+            if size > MAX_OUTBOX_PAYLOAD_BYTES:
+                raise errors.ValidationError("the change is too large to publish",
+                                             {"body": f"{e.type} would be {size} bytes; at most "
+                                                      f"{MAX_OUTBOX_PAYLOAD_BYTES}"})
+        repo.queue_prepared("ev_outbox", (e.id, e.aggregate_type, e.aggregate_id, e.type, Jsonb(envelope)))
 
 
 async def purge(pool: AsyncConnectionPool, older_than_seconds: float, batch: int = 5000) -> int:

@@ -15,7 +15,7 @@ from pydantic.json_schema import SkipJsonSchema
 from common.auth import Principal
 from command_service.domain import errors
 from contracts.seats import CODE_PATTERN
-from command_service.domain.model import (MAX_ROWS_PER_SECTION, MAX_SEATED_SEATS_PER_VENUE, MAX_SEATS_PER_HOLD,
+from command_service.domain.model import (MAX_LAYOUT_BYTES, MAX_ROWS_PER_SECTION, MAX_SEATED_SEATS_PER_VENUE, MAX_SEATS_PER_HOLD,
                                           MAX_SEATS_PER_ROW, MAX_SECTION_CAPACITY, MAX_SECTIONS_PER_VENUE,
                                           Layout, Row, Section)
 
@@ -108,13 +108,16 @@ class CreateVenue(Authenticated):
     sections: Annotated[list[Annotated[Union[SeatedSectionIn, GASectionIn], Field(discriminator="kind")]],
                         Field(min_length=1, max_length=MAX_SECTIONS_PER_VENUE,
                               description="section codes are unique within the venue; at most "
-                                          f"{MAX_SEATED_SEATS_PER_VENUE} seated seats in all")]
+                                          f"{MAX_SEATED_SEATS_PER_VENUE} seated seats in all, and at most "
+                                          f"{MAX_LAYOUT_BYTES // 1024} KiB as JSON")]
 
     def layout(self) -> Layout:
-        return Layout(tuple(
+        layout = Layout(tuple(
             Section(s.code, s.name, "seated", tuple(Row(r.label, r.seats) for r in s.rows))
             if isinstance(s, SeatedSectionIn) else Section(s.code, s.name, "ga", ga_capacity=s.capacity)
             for s in self.sections))
+        layout.ensure_publishable()
+        return layout
 
 
 # --- events -------------------------------------------------------------------------------

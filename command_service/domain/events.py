@@ -65,8 +65,9 @@ class VenueCreated(DomainEvent):
 class EventCreated(DomainEvent):
     @classmethod
     def of(cls, event: Event) -> EventCreated:
-        # Every seat starts available at version 1, every GA section empty at version 1.
-        return cls(event.id, {**event.document(), "seats": event.venue.layout.seat_ids()})
+        # Every seat starts available at version 1, every GA section empty at version 1. The seats are not
+        # listed: readers derive them from the sections' rows (a list would grow the message ~30 bytes a seat).
+        return cls(event.id, event.document())
 
 
 class EventUpdated(DomainEvent):

@@ -6,6 +6,7 @@ as ``SeatChange`` / ``GASectionState`` values (absolute post-change state + row 
 """
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -24,6 +25,11 @@ MAX_SEATS_PER_ROW = 1_000
 # Keeps EventCreated (which lists every seat id) well under Kafka's 1 MB default message size.
 MAX_SEATED_SEATS_PER_VENUE = 50_000
 MAX_VENUE_CAPACITY = 500_000
+# Every venue and event message carries the layout (sections with their rows), so its JSON is bounded: with
+# the rest of an event document it stays far below Kafka's 1 MiB record limit (a record over it would stop the
+# CDC pipeline on that WAL record at every restart). 256 KiB is ~6,000 rows with the longest labels.
+MAX_LAYOUT_BYTES = 256 * 1024
+MAX_OUTBOX_PAYLOAD_BYTES = 512 * 1024  # the outbox writer refuses any payload over this (adapters/outbox.py)
 
 
 def utcnow() -> datetime:
@@ -133,6 +139,13 @@ class Layout:
     @property
     def capacity(self) -> int:
         return sum(s.capacity for s in self.sections)
+
+    def ensure_publishable(self) -> None:
+        """A new venue's layout must fit in the messages that carry it (MAX_LAYOUT_BYTES)."""
+        size = len(json.dumps(self.to_json()))
+        if size > MAX_LAYOUT_BYTES:
+            raise errors.ValidationError("the venue layout is too large", {
+                "sections": f"{size} bytes as JSON; at most {MAX_LAYOUT_BYTES} (fewer rows, or shorter labels)"})
 
     @property
     def codes(self) -> list[str]:

@@ -269,3 +269,11 @@ def test_seat_ids_split_into_section_row_and_number(seat_id, parts):
 def test_malformed_seat_ids_are_poison(seat_id):
     with pytest.raises(P.PoisonMessage, match="malformed seat id"):
         P.split_seat(seat_id)
+
+
+def test_event_created_seat_rows_come_from_the_layout_or_an_old_seat_list():
+    sections = [{"code": "A", "kind": "seated", "capacity": 5, "rows": [{"label": "1", "seats": 3}, {"label": "2", "seats": 2}]},
+                {"code": "GA", "kind": "ga", "capacity": 100, "rows": None}]
+    assert P.event_seat_rows({"sections": sections}) == {("A", "1"): 3, ("A", "2"): 2}
+    old = {"sections": sections, "seats": ["A-1-1", "A-1-2", "A-1-3", "A-2-1", "A-2-2"]}
+    assert P.event_seat_rows(old) == P.event_seat_rows({"sections": sections})
