@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     jwt_ttl_seconds: int = 3600
     refresh_ttl_seconds: int = 30 * 24 * 3600  # a refresh token works once, within this long
 
+    # Rate limits (common/ratelimit.py; "<n>/<period>" in the ``limits`` library's notation)
+    rate_limits_enabled: bool = True
+    rate_key_prefix: str = "evently:rl"  # Redis key prefix of the counters
+    rate_password_per_address: str = "30/minute"  # register + token, per client address
+    rate_password_per_account: str = "10/minute"  # register + token, per email
+    rate_writes_per_account: str = "300/minute"   # every other POST/PATCH/DELETE, per signed-in user
+    sse_max_per_address: int = 20                 # concurrent SSE streams per client address, per worker process
+    sse_max_per_process: int = 10_000             # concurrent SSE streams per worker process
+
     # HTTP listeners
     command_host: str = LOCAL_HOST
     command_port: int = LOCAL_PORTS["command"]

@@ -101,6 +101,15 @@ def service_env() -> dict[str, str]:
         "EVENTLY_QUERY_HOST": HOST,
         "EVENTLY_QUERY_PORT": str(port("query")),
         "EVENTLY_PROJECTOR_METRICS_PORT": str(port("projector")),
+        # The test and load suites run thousands of accounts and streams from 127.0.0.1: the local stack raises
+        # the per-address limits (tests/e2e/test_rate_limits.py checks the production defaults on its own
+        # processes). Export any of these to try other values.
+        **{k: os.environ.get(k, v) for k, v in {
+            "EVENTLY_RATE_PASSWORD_PER_ADDRESS": "100000/minute",
+            "EVENTLY_RATE_PASSWORD_PER_ACCOUNT": "1000/minute",
+            "EVENTLY_RATE_WRITES_PER_ACCOUNT": "100000/minute",
+            "EVENTLY_SSE_MAX_PER_ADDRESS": "100000",
+        }.items()},
         # Read by the Debezium connector config through Kafka's EnvVarConfigProvider.
         "EVENTLY_CDC_PG_HOST": HOST,
         "EVENTLY_CDC_PG_PORT": str(port("postgres")),

@@ -204,13 +204,54 @@ async def _while_valid(frames, request: Request, p: Principal):
         await frames.aclose()
 
 
+class StreamSlots:
+    """CONTRACT "Seat stream": SSE connections are capped per client address and per process (per worker
+    process: each counts its own streams, no shared state on the hot path). Past a cap: 429 RATE_LIMITED."""
+
+    def __init__(self, per_address: int, per_process: int) -> None:
+        self.per_address, self.per_process = per_address, per_process
+        self.by_address: dict[str, int] = {}
+        self.total = 0
+
+    def take(self, address: str) -> None:
+        if self.total >= self.per_process:
+            raise ApiError("RATE_LIMITED", "this server has as many streams open as it serves",
+                           {"scope": "streams-per-process"}, headers={"Retry-After": "5"})
+        if self.by_address.get(address, 0) >= self.per_address:
+            raise ApiError("RATE_LIMITED", f"at most {self.per_address} open streams per client address",
+                           {"scope": "streams-per-address"}, headers={"Retry-After": "5"})
+        self.by_address[address] = self.by_address.get(address, 0) + 1
+        self.total += 1
+
+    def give_back(self, address: str) -> None:
+        self.total -= 1
+        n = self.by_address.get(address, 1) - 1
+        if n:
+            self.by_address[address] = n
+        else:
+            self.by_address.pop(address, None)
+
+    async def hold(self, frames, address: str):
+        """``frames``, with this stream's slot given back when it ends (however it ends)."""
+        try:
+            async for frame in frames:
+                yield frame
+        finally:
+            self.give_back(address)
+            await frames.aclose()
+
+
 def _sse(request: Request, hub: StreamHub, key: str, last_event_id: str | None,
          signed_in: Principal | None = None) -> EventSourceResponse:
     s: Settings = request.app.state.settings
     position = stream_position(request.headers.get("last-event-id"), last_event_id)
+    address = request.client.host if request.client else "unknown"
+    slots: StreamSlots = request.app.state.stream_slots
+    slots.take(address)
     frames = hub.stream(key, None, reset=True) if position == RESET else hub.stream(key, position)
     if signed_in is not None:
         frames = _while_valid(frames, request, signed_in)
+    frames = slots.hold(frames, address)
     # ping=0: the hub sends the heartbeats (one timer for all subscribers, see feed.py)
     return EventSourceResponse(frames, ping=0, send_timeout=s.sse_send_timeout_seconds,
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -337,6 +378,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.settings = settings or get_settings()
     app.state.revocations = Revocations()
+    app.state.stream_slots = StreamSlots(app.state.settings.sse_max_per_address, app.state.settings.sse_max_per_process)
     app.add_middleware(MetricsMiddleware)
     return app
 

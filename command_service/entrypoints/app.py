@@ -19,6 +19,7 @@ import signal
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import psycopg
@@ -32,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from common.auth import InvalidToken, Principal, bearer_token, decode_token
 from common.logging import configure_logging
+from common.ratelimit import RateLimited, RateLimiter
 from common.revocation import Revocations
 from common.metrics import CONTENT_TYPE_LATEST, exposition
 from common.openapi import Health, Operation, Param, build_document, swagger_ui
@@ -54,6 +56,23 @@ SERVICES = web.AppKey("services", Services)
 ACTOR = web.RequestKey("actor", Principal)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
 REVOCATIONS = web.AppKey("revocations", Revocations)
+
+
+@dataclass(frozen=True)
+class Limits:
+    limiter: RateLimiter
+    password_address: Any
+    password_account: Any
+    writes: Any
+
+    @classmethod
+    def of(cls, s: Settings) -> Limits:
+        p = RateLimiter.parse
+        return cls(RateLimiter(s.redis_url, prefix=s.rate_key_prefix), p(s.rate_password_per_address), p(s.rate_password_per_account),
+                   p(s.rate_writes_per_account))
+
+
+LIMITS = web.AppKey("limits", Limits)
 routes = web.RouteTableDef()
 
 
@@ -66,6 +85,8 @@ def error_response(exc: BaseException) -> web.Response:
         status = exc.status
         body = error_body(CODE_FOR_STATUS.get(status, "VALIDATION_ERROR" if status < 500 else "INTERNAL_ERROR"),
                           exc.reason)
+    elif isinstance(exc, RateLimited):
+        status, body = 429, error_body("RATE_LIMITED", str(exc), {"scope": exc.scope, "retry_after": exc.retry_after})
     elif isinstance(exc, psycopg.DataError):  # a value validation let through but PostgreSQL cannot store
         log.warning("data_error", error=str(exc)[:300])
         status, body = 400, error_body("VALIDATION_ERROR", "a value in the request cannot be stored")
@@ -80,6 +101,8 @@ def error_response(exc: BaseException) -> web.Response:
     headers = {}
     if status == 503:  # a dependency that is down or saturated (pool timeout) usually recovers
         headers["Retry-After"] = "1"
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, web.HTTPMethodNotAllowed):
         headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
     return web.json_response(body, status=status, headers=headers or None)
@@ -368,6 +391,33 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
 _LATENCY: dict[tuple[str, str, int], Any] = {}
 
 
+PASSWORD_PATHS = frozenset({"/api/v1/auth/register", "/api/v1/auth/token"})
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """CONTRACT "Rate limits" (common/ratelimit.py): the password endpoints per client address and per email,
+    every other state-changing request per signed-in user. Runs before idempotency, so a 429 is never stored."""
+    limits: Limits | None = request.app.get(LIMITS)
+    if limits is None or request.method not in WRITE_METHODS:
+        return await handler(request)
+    if request.path in PASSWORD_PATHS:
+        # the socket's peer (behind a proxy, put the limiter in the proxy or trust its X-Forwarded-For there)
+        await limits.limiter.hit(limits.password_address, "password-address", request.remote or "unknown")
+        body = await json_body(request)
+        email = body.get("email") if isinstance(body, dict) else None
+        if isinstance(email, str) and email.strip():
+            await limits.limiter.hit(limits.password_account, "password-account", email.strip().lower()[:254])
+    elif "Authorization" in request.headers:
+        try:
+            user = actor(request).user_id
+        except errors.Unauthenticated:
+            return await handler(request)  # refused by the handler anyway
+        await limits.limiter.hit(limits.writes, "writes", user)
+    return await handler(request)
+
+
 @web.middleware
 async def idempotency_middleware(request: web.Request, handler) -> web.StreamResponse:
     """CONTRACT "Idempotency": replay the first response of a POST per user + Idempotency-Key for 24 h.
@@ -433,8 +483,11 @@ async def services_ctx(app: web.Application):
 
 def create_app(settings: Settings | None = None) -> web.Application:
     s = settings or get_settings()
-    app = web.Application(client_max_size=s.max_body_bytes, middlewares=[errors_middleware, idempotency_middleware])
+    app = web.Application(client_max_size=s.max_body_bytes,
+                          middlewares=[errors_middleware, rate_limit_middleware, idempotency_middleware])
     app[SETTINGS] = s
+    if s.rate_limits_enabled:
+        app[LIMITS] = Limits.of(s)
     app[REVOCATIONS] = Revocations()
     app.add_routes(routes)
     app.router.add_static(DOCS.assets_url, DOCS.assets_dir)

@@ -1,9 +1,15 @@
 """Fixtures for end-to-end tests: they run against the live stack that `make test` starts."""
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
 import time
 from typing import Callable, TypeVar
 
+import httpx
 import psycopg
 import pytest
 
@@ -36,6 +42,27 @@ def eventually(probe: Callable[[], T | None], *, timeout: float = 30.0, interval
             last_exc = exc
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last error: {last_exc!r})")
+
+
+@contextlib.contextmanager
+def service_process(module: str, port_var: str, **env: str):
+    """Another process of one of our services on a free loopback port, with ``env`` over the stack's
+    environment; yields its base URL once /health answers 200, and stops it afterwards."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, port_var: str(port), **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    root = f"http://127.0.0.1:{port}"
+    try:
+        eventually(lambda: httpx.get(f"{root}/health", timeout=2).status_code == 200, timeout=30)
+        yield root
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 # --- projector fixtures -------------------------------------------------------------------

@@ -2,16 +2,12 @@
 and no duplicate, two query-service processes delivering the same frames, heartbeats, buyer notifications."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import eventually, service_process
 from tests.e2e.sse import SseClient, seat_changes
 
 pytestmark = pytest.mark.e2e
@@ -100,23 +96,9 @@ def test_a_position_no_longer_retained_gets_reset(api, organizer, buyer, setting
 @pytest.fixture(scope="module")
 def second_query_service(settings):
     """Another query-service process (one worker, 1 s heartbeat) beside the stack's own."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "EVENTLY_QUERY_PORT": str(port), "EVENTLY_QUERY_WORKERS": "1",
-           "EVENTLY_SSE_PING_SECONDS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "query_service.app"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    root = f"http://127.0.0.1:{port}"
-    try:
-        eventually(lambda: httpx.get(f"{root}/health", timeout=2).status_code == 200, timeout=30)
+    with service_process("query_service.app", "EVENTLY_QUERY_PORT", EVENTLY_QUERY_WORKERS="1",
+                         EVENTLY_SSE_PING_SECONDS="1") as root:
         yield root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_two_query_service_processes_deliver_the_same_frames(api, organizer, buyer, settings, second_query_service):

@@ -46,7 +46,10 @@ async def test_outbox_rows_follow_the_cdc_conventions(api, pg, organizer):
         assert env["id"] == str(r["id"]) and env["type"] == r["type"] and env["schema_version"] == 1
         assert env["aggregate_id"] == event["id"] and env["occurred_at"].endswith("Z")
     created = rows[0]["payload"]["data"]
-    assert created["seats"] == ["A-1-1", "A-1-2", "A-1-3", "A-2-1", "A-2-2", "A-2-3"]
+    # the seats are the layout's rows, not a list of every seat id (issue 11 #3: the message stays small)
+    assert "seats" not in created
+    assert [(s["code"], s.get("rows")) for s in created["sections"]] == [
+        ("A", [{"label": "1", "seats": 3}, {"label": "2", "seats": 3}]), ("GA", None)]
     assert created["venue"]["city"] == "Testville" and created["prices"] == {"A": 2500, "GA": 1000}
     assert [s["capacity"] for s in created["sections"]] == [6, 5]
     held = rows[2]["payload"]["data"]
