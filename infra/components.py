@@ -30,7 +30,11 @@ PG_BIN = pathlib.Path(os.environ.get("EVENTLY_PG_BIN", "/usr/lib/postgresql/15/b
 
 def ensure_dir(key: str) -> pathlib.Path:
     d = config.paths()[key]
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # logs, conf (the JWT secret, credentials) and run are the stack owner's alone; data only lets others
+    # traverse (PostgreSQL runs as the postgres user under it), and each component's own directory in it is
+    # private (PostgreSQL's 0700 data dir, Redis' below).
+    d.chmod(0o711 if key == "data" else 0o700)
     return d
 
 
@@ -174,15 +178,23 @@ class ProcessComponent(Component):
     env: Callable[[], dict[str, str]] = dict
     cwd: pathlib.Path = config.ROOT
     setup: Callable[[], None] = lambda: None
+    evently: bool = False  # one of our own services: it inherits the caller's EVENTLY_* overrides
 
     def prepare(self) -> None:
         self.setup()
 
     def launch(self) -> None:
-        with open(self.log, "ab") as log:
+        # Only our own services see EVENTLY_* from the caller's environment (a JWT secret exported in the shell
+        # must not reach Kafka Connect or Redis); every file a component creates is private (umask 077: the
+        # Redis AOF, PostgreSQL's files, the logs).
+        inherited = {k: v for k, v in os.environ.items() if self.evently or not k.startswith("EVENTLY_")}
+        fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.chmod(self.log, 0o600)
+        with os.fdopen(fd, "ab") as log:
             log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
             proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=self.cwd, env={**os.environ, **self.env()}, start_new_session=True)
+                                    cwd=self.cwd, env={**inherited, **self.env()}, start_new_session=True,
+                                    umask=0o077)
         self.pidfile.write_text(f"{proc.pid} {start_time(proc.pid)}\n")
 
 
@@ -196,7 +208,7 @@ class Postgres(Component):
     def root(self) -> pathlib.Path:
         """Where the cluster lives: .stack/data/postgres, unless the postgres user cannot reach
         .stack (a checkout under a private directory); then a directory in its own home."""
-        inside = config.STACK / "data" / "postgres"
+        inside = ensure_dir("data") / "postgres"
         if os.geteuid() != 0 or subprocess.run(as_postgres(["test", "-x", str(config.STACK)]),
                                                 capture_output=True).returncode == 0:
             return inside
@@ -387,8 +399,12 @@ def connect_properties() -> pathlib.Path:
         "status.storage.replication.factor": "1",
         # Commit source offsets often: fewer redelivered events after a crash.
         "offset.flush.interval.ms": "1000",
-        # Lets the connector override producer settings (linger, acks) per connector.
-        "connector.client.config.override.policy": "All",
+        # The producer settings the connector needs are the worker's own (Evently runs one connector), so no
+        # connector may override client settings (a connector config could otherwise point its clients anywhere).
+        "connector.client.config.override.policy": "None",
+        "producer.linger.ms": "1",
+        "producer.acks": "all",
+        "producer.enable.idempotence": "true",
         # Connector configs read credentials from the environment: ${env:EVENTLY_CDC_PG_HOST}.
         "config.providers": "env",
         "config.providers.env.class": "org.apache.kafka.common.config.provider.EnvVarConfigProvider",

@@ -34,7 +34,8 @@ REDIS = c.ProcessComponent(
     argv=lambda: ["redis-server", "--bind", config.HOST, "--port", str(config.port("redis")),
                   "--dir", str(c.ensure_dir("data") / "redis"), "--appendonly", "yes", "--appendfsync", "everysec",
                   "--save", "", "--protected-mode", "yes", "--daemonize", "no", "--maxclients", "20000"],
-    setup=lambda: (config.STACK / "data" / "redis").mkdir(parents=True, exist_ok=True),
+    setup=lambda: (c.ensure_dir("data") / "redis").mkdir(exist_ok=True, mode=0o700) or
+    (config.STACK / "data" / "redis").chmod(0o700),  # the AOF holds every seat lock and the revocation list
 )
 REDIS.health = lambda: subprocess.run(["redis-cli", "-h", config.HOST, "-p", str(config.port("redis")), "ping"],
                                       capture_output=True, text=True, timeout=3).stdout.strip() == "PONG"
@@ -70,7 +71,7 @@ FERRETDB = c.ProcessComponent(
 
 def _evently(name: str, module: str, port_name: str) -> c.ProcessComponent:
     return c.ProcessComponent(
-        name, [port_name], start_timeout=60, argv=lambda: c.python_argv(module), env=_service_env,
+        name, [port_name], start_timeout=60, argv=lambda: c.python_argv(module), env=_service_env, evently=True,
         health=lambda: c.http_ok(f"http://{config.HOST}:{config.port(port_name)}/health"),
     )
 

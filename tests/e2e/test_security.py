@@ -120,3 +120,22 @@ def test_fingerprints_are_keyed_hmacs(settings, pg, api, organizer):
         cur.execute("SELECT request_hash FROM idempotency_keys WHERE key = %s", (key,))
         stored = cur.fetchone()[0]
     assert len(stored) == 64 and stored != hashlib.sha256(b"POST /api/v1/venues\n" + body).hexdigest()
+
+
+# --- #8: what the stack leaves on disk and hands to Kafka Connect ----------------------------------------------
+def test_stack_files_are_private_and_connect_gets_no_secret():
+    from infra import config
+    from infra.stack import CONNECT, REDIS
+
+    for key in ("logs", "conf"):
+        assert config.paths()[key].stat().st_mode & 0o077 == 0, key  # the logs, the JWT secret
+    assert config.paths()["data"].stat().st_mode & 0o066 == 0  # others may traverse it (postgres), not list it
+    assert (config.paths()["data"] / "redis").stat().st_mode & 0o077 == 0  # the AOF
+    for log in config.paths()["logs"].glob("*.log"):
+        if log.name in (f"{REDIS.name}.log", f"{CONNECT.name}.log"):
+            assert log.stat().st_mode & 0o077 == 0, log
+    pid = int(CONNECT.pidfile.read_text().split()[0])
+    environ = dict(e.split("=", 1) for e in open(f"/proc/{pid}/environ").read().split("\0") if "=" in e)
+    assert not {k for k in environ if k.startswith("EVENTLY_") and not k.startswith("EVENTLY_CDC_")}, sorted(environ)
+    worker = (config.paths()["conf"] / "connect-distributed.properties").read_text()
+    assert "connector.client.config.override.policy=None" in worker
