@@ -139,3 +139,47 @@ def test_stack_files_are_private_and_connect_gets_no_secret():
     assert not {k for k in environ if k.startswith("EVENTLY_") and not k.startswith("EVENTLY_CDC_")}, sorted(environ)
     worker = (config.paths()["conf"] / "connect-distributed.properties").read_text()
     assert "connector.client.config.override.policy=None" in worker
+
+
+def test_out_of_range_dates_and_nul_query_values_are_400(settings):
+    q = f"http://{settings.query_host}:{settings.query_port}"
+    for query in ("starts_after=0001-01-01T00:00:00%2B01:00", "category=%00", "page=", "starts_before="):
+        r = httpx.get(f"{q}/api/v1/events?{query}", timeout=10)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "VALIDATION_ERROR", (query, r.text)
+
+
+def test_a_notification_stream_ends_when_its_token_expires(settings, api):
+    """#8: a signed-in stream does not outlive its token (it ends within one heartbeat interval)."""
+    import time
+
+    from tests.e2e.sse import SseClient
+
+    user_id, _ = api.user("buyer")
+    short = encode_token(user_id, "buyer", settings.jwt_secret, 2)
+    url = f"http://{settings.query_host}:{settings.query_port}/api/v1/me/notifications/stream?access_token={short}"
+    started = time.monotonic()
+    with SseClient(url) as sse:
+        assert sse.status == 200
+        with pytest.raises(EOFError):
+            while True:
+                sse.next(settings.sse_ping_seconds + 15)
+    assert time.monotonic() - started <= settings.sse_ping_seconds + 15
+
+
+def test_a_notification_stream_ends_after_logout(settings, api):
+    from tests.e2e.sse import SseClient
+
+    email = f"sse-{uuid.uuid4().hex}@example.com"
+    c = f"http://{settings.command_host}:{settings.command_port}"
+    httpx.post(f"{c}/api/v1/auth/register", timeout=10,
+               json={"email": email, "password": "correct horse battery", "name": "n", "role": "buyer"})
+    token = httpx.post(f"{c}/api/v1/auth/token", json={"email": email, "password": "correct horse battery"},
+                       timeout=10).json()["access_token"]
+    url = f"http://{settings.query_host}:{settings.query_port}/api/v1/me/notifications/stream"
+    with SseClient(url, {"Authorization": f"Bearer {token}"}) as sse:
+        assert sse.status == 200
+        assert httpx.post(f"{c}/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"},
+                          timeout=10).status_code == 204
+        with pytest.raises(EOFError):
+            while True:
+                sse.next(settings.sse_ping_seconds + 15)
