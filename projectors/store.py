@@ -358,38 +358,31 @@ class Store:
                 pass  # already at this state or a later one
         self._parallel(upgrade, dup)
 
-    # ------------------------------------------------------------------ waitlist entries
-    def apply_waitlist(self, msgs: list[Msg]) -> None:
-        """Entries are absolute states with a version: new ones are inserted, existing ones updated only by a
-        newer version (an older or equal one, from a redelivery or a replay, matches nothing)."""
-        entries = P.fold_waitlist(msgs)
-        if not entries:
+    # ------------------------------------------------------------------ versioned documents
+    def _upsert_versioned(self, collection, docs: dict[str, dict[str, Any]]) -> None:
+        """Absolute states with a version: new documents are inserted, existing ones updated only by a newer
+        version (an older or equal one, from a redelivery or a replay, matches nothing)."""
+        if not docs:
             return
-        docs = [{"_id": eid, **doc} for eid, doc in entries.items()]
-        dup = [docs[i] for i in sorted(self._insert_missing(self.db.waitlist, docs))]
+        rows = [{"_id": key, **doc} for key, doc in docs.items()]
+        dup = [rows[i] for i in sorted(self._insert_missing(collection, rows))]
 
         def upgrade(doc: dict[str, Any]) -> None:
-            eid = doc.pop("_id")
-            self.db.waitlist.update_one({"_id": eid, "version": {"$lt": doc["version"]}}, {"$set": doc})
+            key = doc.pop("_id")
+            collection.update_one({"_id": key, "version": {"$lt": doc["version"]}}, {"$set": doc})
         self._parallel(upgrade, dup)
 
-    # ------------------------------------------------------------------ accounts
+    def apply_waitlist(self, msgs: list[Msg]) -> None:
+        self._upsert_versioned(self.db.waitlist, P.fold_waitlist(msgs))
+
     def apply_users(self, msgs: list[Msg]) -> None:
-        """Whole documents with a version: the newest one per user wins, whatever the delivery order."""
+        """Whole account documents (never a password hash): the newest version per user wins."""
         newest: dict[str, dict[str, Any]] = {}
         for m in msgs:
             doc = {k: v for k, v in m.data.items() if k != "id"}
             if m.aggregate_id not in newest or newest[m.aggregate_id]["version"] < doc["version"]:
                 newest[m.aggregate_id] = doc
-        if not newest:
-            return
-        docs = [{"_id": uid, **doc} for uid, doc in newest.items()]
-        dup = [docs[i] for i in sorted(self._insert_missing(self.db.users, docs))]
-
-        def upgrade(doc: dict[str, Any]) -> None:
-            uid = doc.pop("_id")
-            self.db.users.update_one({"_id": uid, "version": {"$lt": doc["version"]}}, {"$set": doc})
-        self._parallel(upgrade, dup)
+        self._upsert_versioned(self.db.users, newest)
 
     def _event_info(self, event_id: str) -> dict[str, Any]:
         info = self.event_info.get(event_id)
