@@ -187,7 +187,8 @@ async def _render(model: type[BaseModel], data: Awaitable[Any]) -> BaseModel | N
 # --- live streams --------------------------------------------------------------------------------------
 SEAT_STREAM_DOC = ("Frames `event: seats`, `id: <position>`, `data: {event_id, changes: [{seat, status} | "
                    "{section, available}]}`; `event: reset` when the position is no longer retained or is "
-                   "malformed (refetch /seats); a comment heartbeat at least every 15 s. Resume with "
+                   "malformed (refetch /seats; the reset carries the current position as its `id` and the stream "
+                   "goes on live from there); a comment heartbeat at least every 15 s. Resume with "
                    "`Last-Event-ID` or `?last_event_id=` (the header wins).")
 
 

@@ -15,9 +15,9 @@ from pydantic.json_schema import SkipJsonSchema
 from common.auth import Principal
 from command_service.domain import errors
 from contracts.seats import CODE_PATTERN
-from command_service.domain.model import (MAX_LAYOUT_BYTES, MAX_ROWS_PER_SECTION, MAX_SEATED_SEATS_PER_VENUE, MAX_SEATS_PER_HOLD,
-                                          MAX_SEATS_PER_ROW, MAX_SECTION_CAPACITY, MAX_SECTIONS_PER_VENUE,
-                                          Layout, Row, Section)
+from command_service.domain.model import (MAX_LAYOUT_BYTES, MAX_ROWS_PER_SECTION, MAX_SEATED_SEATS_PER_VENUE,
+                                          MAX_SEATS_PER_HOLD, MAX_SEATS_PER_ROW, MAX_SECTION_CAPACITY,
+                                          MAX_SECTIONS_PER_VENUE, Layout, Row, Section)
 
 
 def _utc(ts: datetime) -> datetime:

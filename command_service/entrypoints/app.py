@@ -33,10 +33,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from common.auth import InvalidToken, Principal, bearer_token, decode_token
 from common.logging import configure_logging
-from common.ratelimit import RateLimited, RateLimiter
-from common.revocation import Revocations
 from common.metrics import CONTENT_TYPE_LATEST, exposition
 from common.openapi import Health, Operation, Param, build_document, swagger_ui
+from common.ratelimit import RateLimited, RateLimiter
+from common.revocation import Revocations
 from common.settings import Settings, get_settings, require_secure_secret
 from contracts.errors import CODE_FOR_STATUS, STATUS, ErrorBody, error_body
 from command_service import metrics
@@ -68,8 +68,8 @@ class Limits:
     @classmethod
     def of(cls, s: Settings) -> Limits:
         p = RateLimiter.parse
-        return cls(RateLimiter(s.redis_url, prefix=s.rate_key_prefix), p(s.rate_password_per_address), p(s.rate_password_per_account),
-                   p(s.rate_writes_per_account))
+        return cls(RateLimiter(s.redis_url, prefix=s.rate_key_prefix), p(s.rate_password_per_address),
+                   p(s.rate_password_per_account), p(s.rate_writes_per_account))
 
 
 LIMITS = web.AppKey("limits", Limits)

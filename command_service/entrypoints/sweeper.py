@@ -4,8 +4,8 @@ Every ``interval`` seconds it releases holds whose ``expires_at`` has passed (Po
 and Redis locks, emitting SeatsReleased with reason "expired"). It does not rely on Redis
 keyspace notifications. Several processes sweep safely: each claims a batch of expired holds
 with FOR UPDATE SKIP LOCKED, and releasing a hold is a conditional update anyway.
-It also purges, once a minute, idempotency keys older than 24 h and outbox rows older than
-``EVENTLY_OUTBOX_RETENTION_SECONDS`` (Debezium streamed them long ago: it reads the WAL).
+It also purges, once a minute, idempotency keys older than 24 h, refresh tokens expired for a day, and outbox
+rows older than ``EVENTLY_OUTBOX_RETENTION_SECONDS`` (Debezium streamed them long ago: it reads the WAL).
 """
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ async def run(svc: Services, pool: AsyncConnectionPool, idempotency: Idempotency
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_EVERY
                 await idempotency.purge_expired()
+                async with svc.uow() as uow:  # refresh tokens expired for over a day
+                    await uow.repo.purge_refresh_tokens()
+                    await uow.commit()
                 purged = await outbox.purge(pool, svc.settings.outbox_retention_seconds)
                 if purged:
                     log.info("outbox_purged", count=purged)
