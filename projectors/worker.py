@@ -4,8 +4,9 @@ A confluent-kafka consumer in the ``EVENTLY_PROJECTOR_GROUP`` group reads the ou
 batches, applies each batch to the MongoDB read models and then to the live seat feed (Redis
 Streams), and commits its offsets only after those writes (at-least-once delivery + idempotent,
 watermark-guarded writes = exactly-once effect; see projectors/README.md). A message that can never
-be applied goes to the dead-letter topic with the error in its headers, and the partition moves on;
-an unavailable MongoDB or Redis is retried, never dead-lettered.
+be applied goes to the dead-letter topic with the error in its headers, and the partition moves on, whether it
+fails to parse or fails while being applied (a permanent store error, or a bug met by its data); a transient
+error (MongoDB or Redis unreachable, a timeout: ``transient``) is retried with backoff, never dead-lettered.
 
 ``/health`` is 200 once the worker is consuming; ``/metrics`` has consumer lag and the last applied
 position per partition, plus freshness histograms (occurred_at -> read model / -> feed).
@@ -27,7 +28,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from pymongo import MongoClient
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
@@ -54,7 +55,18 @@ PAUSED = Gauge("evently_projector_paused", "1 while a rebuild holds the projecto
 
 PAUSE_KEY = keys.PROJECTOR_PAUSE  # set by projectors.rebuild (value = rebuild id, with a TTL)
 PAUSED_ACK = keys.projector_paused_ack  # the worker's acknowledgement: no batch in flight
-RETRYABLE = (PyMongoError, redis.RedisError)
+
+
+def transient(exc: BaseException) -> bool:
+    """Will the same batch succeed later? Lost connections, timeouts, a server not (yet) reachable, errors the
+    driver labels retryable: yes, retry the batch with backoff. Anything else (a write the store refuses, a bug
+    met by one message's data): no, the message is dead-lettered with the error and the partition moves on."""
+    if isinstance(exc, (ConnectionFailure, ExecutionTimeout, WTimeoutError)):
+        return True
+    if isinstance(exc, PyMongoError) and (exc.has_error_label("RetryableWriteError")
+                                          or exc.has_error_label("TransientTransactionError")):
+        return True
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError))
 
 
 def mongo_db(s: Settings):
@@ -137,6 +149,7 @@ class Projector:
     def process(self, raw: list[Message], *, commit: bool = True) -> int:
         """Parse, dead-letter poison, apply, then commit. Returns the number of messages applied."""
         good: list[P.Msg] = []
+        raw_of: dict[int, Message] = {}
         last: dict[tuple[str, int], int] = {}
         for m in raw:
             if m.error():
@@ -148,10 +161,17 @@ class Projector:
                 good.append(parse(m))
             except P.PoisonMessage as exc:
                 self.dead_letter(m, exc)
+                continue
+            raw_of[id(good[-1])] = m
         if not last:
             return 0
         started = time.monotonic()
-        applied, done = self._apply_with_retry(good)
+        applied, done, failed = self._apply(good)
+        for m, exc in failed:
+            self.dead_letter(raw_of[id(m)], exc)
+        if failed:
+            dropped = {id(m) for m, _ in failed}
+            good = [m for m in good if id(m) not in dropped]
         self.dlq.flush(10)
         if commit:
             self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
@@ -178,23 +198,48 @@ class Projector:
         self.applied += len(good)
         return len(good)
 
+    def _apply(self, msgs: list[P.Msg]) -> tuple[list[P.Msg], float, list[tuple[P.Msg, Exception]]]:
+        """Apply a batch: (applied, done time, [(message, error)] that can never be applied).
+
+        A transient error retries the batch (``_apply_with_retry``). A permanent one means some message of the
+        batch cannot be applied: the batch is applied again one message at a time, in log order (applying is
+        idempotent, and the store's caches are dropped first), and each message that fails permanently on its
+        own is handed back to be dead-lettered. The others are applied, and the partition moves on."""
+        try:
+            applied, done = self._apply_with_retry(msgs)
+            return applied, done, []
+        except Exception as exc:  # noqa: BLE001 - classified: transient errors never get here
+            log.error("batch failed permanently; applying its messages one at a time", error=repr(exc)[:500],
+                      messages=len(msgs))
+        applied, failed, done = [], [], time.time()
+        for m in msgs:
+            self.store.forget()
+            try:
+                one, done = self._apply_with_retry([m])
+                applied += one
+            except Exception as exc:  # noqa: BLE001 - permanent, for this message alone
+                failed.append((m, exc))
+        return applied, done, failed
+
     def _apply_with_retry(self, msgs: list[P.Msg]):
         """Store unavailable: wait and retry the whole batch (it is idempotent), 0.1 s doubling to 5 s, until it
         comes back or the worker is asked to stop. The usual case is one plain call: no retrier (~40 µs of CPU)
-        is built per batch."""
+        is built per batch. A permanent error is raised at once."""
         try:
             return self.store.apply(msgs)
-        except RETRYABLE as exc:
+        except Exception as exc:
+            if not transient(exc):
+                raise
             self._store_down(exc, None)
         try:
             return tenacity.Retrying(
-                retry=tenacity.retry_if_exception_type(RETRYABLE), stop=lambda _: self.stopping.is_set(),
+                retry=tenacity.retry_if_exception(transient), stop=lambda _: self.stopping.is_set(),
                 wait=tenacity.wait_exponential(multiplier=0.1, max=5.0), reraise=True,
                 before_sleep=lambda st: self._store_down(st.outcome.exception(), st.next_action.sleep),
             )(self.store.apply, msgs)
-        except RETRYABLE:
-            if self.stopping.is_set():
-                raise SystemExit(0)
+        except Exception as exc:
+            if transient(exc) and self.stopping.is_set():
+                raise SystemExit(0) from None
             raise
 
     def _store_down(self, exc: BaseException | None, delay: float | None) -> None:
