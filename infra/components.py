@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable
 
-from infra import config, install
+from infra import config, install, supervisor
 from infra.connector import http_json
 from infra.progress import StepFailed, say, wait_for
 
@@ -118,6 +118,9 @@ class Component:
     def running(self) -> bool:
         return pid_alive(self.pid())
 
+    def restarts(self) -> int:
+        return 0
+
     def healthy(self) -> bool:
         try:
             return self.running() and bool(self.health())
@@ -184,18 +187,33 @@ class ProcessComponent(Component):
         self.setup()
 
     def launch(self) -> None:
-        # Only our own services see EVENTLY_* from the caller's environment (a JWT secret exported in the shell
-        # must not reach Kafka Connect or Redis); every file a component creates is private (umask 077: the
-        # Redis AOF, PostgreSQL's files, the logs).
+        # supervisord runs it (infra/supervisor.py) and restarts it if it dies. Only our own services see EVENTLY_*
+        # from the caller's environment (a JWT secret exported in the shell must not reach Kafka Connect or
+        # Redis); every file a component creates is private (umask 077: the Redis AOF, the logs).
         inherited = {k: v for k, v in os.environ.items() if self.evently or not k.startswith("EVENTLY_")}
         fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.chmod(self.log, 0o600)
         with os.fdopen(fd, "ab") as log:
             log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
-            proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=self.cwd, env={**inherited, **self.env()}, start_new_session=True,
-                                    umask=0o077)
-        self.pidfile.write_text(f"{proc.pid} {start_time(proc.pid)}\n")
+        supervisor.write_program(self.name, self.argv(), {**inherited, **self.env()}, self.cwd, self.log)
+        supervisor.start(self.name)
+
+    def _info(self) -> dict | None:
+        return supervisor.info(self.name)
+
+    def pid(self) -> int | None:
+        i = self._info()
+        return i["pid"] or None if i and i["statename"] in ("STARTING", "RUNNING") else None
+
+    def running(self) -> bool:
+        i = self._info()
+        return bool(i) and i["statename"] in supervisor.RUNNING_STATES
+
+    def restarts(self) -> int:
+        return supervisor.restarts(self.name)
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        return supervisor.stop(self.name)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -279,9 +297,20 @@ class Postgres(Component):
         self._chown(conf)
 
     def launch(self) -> None:
-        subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log),
-                                    "-o", f"-p {self.ports[0]} -k {self.sockdir}", "start"]),
-                       check=True, stdout=subprocess.DEVNULL)
+        """Under supervisord (restarted if it dies), as the postgres user, in the foreground; SIGINT is
+        PostgreSQL's fast shutdown."""
+        supervisor.write_program(self.name, [str(PG_BIN / "postgres"), "-D", str(self.datadir), "-p",
+                                             str(self.ports[0]), "-k", str(self.sockdir)],
+                                 {"PGTZ": "UTC"}, self.root, self.log,
+                                 user="postgres" if os.geteuid() == 0 else None, stopsignal="INT", stopwaitsecs=60)
+        supervisor.start(self.name)
+
+    def restarts(self) -> int:
+        return supervisor.restarts(self.name)
+
+    def running(self) -> bool:
+        i = supervisor.info(self.name)  # postmaster.pid appears only once the postmaster is up
+        return i["statename"] in supervisor.RUNNING_STATES if i else pid_alive(self.pid())
 
     def psql(self, sql: str, db: str = "postgres") -> str:
         psql = str(PG_BIN / "psql") if (PG_BIN / "psql").exists() else "psql"
@@ -304,6 +333,8 @@ class Postgres(Component):
     def stop(self, timeout: float = 30.0) -> bool:
         if not self.running():
             return False
+        if supervisor.stop(self.name):
+            return True
         subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w",
                                     "-t", str(int(timeout)), "stop"]), stdout=subprocess.DEVNULL)
         return True

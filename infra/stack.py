@@ -18,7 +18,7 @@ import sys
 import time
 
 from infra import components as c
-from infra import config, connector, install
+from infra import config, connector, install, supervisor
 from infra.progress import StepFailed, say, wait_for
 
 
@@ -127,18 +127,19 @@ def down(args: argparse.Namespace) -> int:
     if leftovers:
         say(f"still running: {', '.join(leftovers)}")
         return 1
+    supervisor.shutdown()
     say("stack down")
     return 0
 
 
 def status(args: argparse.Namespace) -> int:
-    say(f"{'component':<16} {'port':<12} {'pid':<8} health")
+    say(f"{'component':<16} {'port':<12} {'pid':<8} {'health':<10} restarts")
     bad = 0
     for comp in COMPONENTS:
         pid = comp.pid() if comp.running() else None
         health = "healthy" if comp.healthy() else ("unhealthy" if pid else "stopped")
         bad += health != "healthy"
-        say(f"{comp.name:<16} {','.join(map(str, comp.ports)):<12} {pid or '-':<8} {health}")
+        say(f"{comp.name:<16} {','.join(map(str, comp.ports)):<12} {pid or '-':<8} {health:<10} {comp.restarts()}")
     conn = "-"
     if CONNECT.healthy():
         try:
@@ -146,6 +147,7 @@ def status(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001
             conn = f"error: {str(e).splitlines()[0]}"
     say(f"{'debezium':<16} {'(connector)':<12} {'-':<8} {conn}")
+    say(f"(supervisord restarts every component that dies; its log: {config.paths()['logs'] / 'supervisord.log'})")
     return 1 if bad or conn != "RUNNING" else 0
 
 

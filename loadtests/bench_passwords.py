@@ -51,7 +51,7 @@ def service_cpu() -> float:
     """utime + stime (s) of the command service's processes (the supervisor and its workers)."""
     from infra.stack import COMPONENTS  # noqa: PLC0415
     comp = next(c for c in COMPONENTS if c.name == "command-service")
-    root = int(comp.pidfile.read_text().split()[0])
+    root = comp.pid()  # supervisord's child: the command service's supervisor process
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for pid in os.listdir("/proc"):

@@ -8,14 +8,14 @@ import subprocess
 import httpx
 import pytest
 
-from infra import config
+from infra.stack import COMMAND
 from tests.e2e.conftest import eventually
 
 pytestmark = pytest.mark.e2e
 
 
 def workers() -> set[int]:
-    supervisor = int((config.STACK / "run" / "command-service.pid").read_text().split()[0])
+    supervisor = COMMAND.pid()  # the command service's own supervisor (itself run by supervisord)
     out = subprocess.run(["pgrep", "-P", str(supervisor), "-f", "spawn_main"], capture_output=True, text=True)
     return {int(p) for p in out.stdout.split()}
 

@@ -134,7 +134,7 @@ def test_stack_files_are_private_and_connect_gets_no_secret():
     for log in config.paths()["logs"].glob("*.log"):
         if log.name in (f"{REDIS.name}.log", f"{CONNECT.name}.log"):
             assert log.stat().st_mode & 0o077 == 0, log
-    pid = int(CONNECT.pidfile.read_text().split()[0])
+    pid = CONNECT.pid()
     environ = dict(e.split("=", 1) for e in open(f"/proc/{pid}/environ").read().split("\0") if "=" in e)
     assert not {k for k in environ if k.startswith("EVENTLY_") and not k.startswith("EVENTLY_CDC_")}, sorted(environ)
     worker = (config.paths()["conf"] / "connect-distributed.properties").read_text()

@@ -106,3 +106,12 @@ def test_published_ports_are_loopback_and_match_the_local_stack():
         ports = SERVICES[service]["ports"]
         assert all(p.startswith("127.0.0.1:") for p in ports), service
         assert f"127.0.0.1:{config.PORTS[port_name].default}:" in ports[0], service
+
+
+def test_every_long_running_service_restarts_and_has_a_healthcheck():
+    one_shot = {"topics", "register-connector", "migrate"}
+    for name, svc in SERVICES.items():
+        if name in one_shot:
+            assert svc.get("restart") == "no", name
+        else:
+            assert svc.get("restart") == "unless-stopped" and "healthcheck" in svc, name

@@ -51,7 +51,7 @@ def test_a_pid_file_whose_pid_was_reused_is_not_ours(monkeypatch, tmp_path):
     import os
 
     monkeypatch.setattr(config, "STACK", tmp_path)
-    comp = components.ProcessComponent("probe", [])
+    comp = components.Component("probe", [])  # PID files remain for what supervisord does not run
     comp.pidfile.write_text(f"{os.getpid()} {components.start_time(os.getpid())}\n")
     assert comp.pid() == os.getpid() and comp.running()
     # Same PID, different start time: another process now has that PID.
