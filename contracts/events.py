@@ -85,30 +85,32 @@ class SectionDoc(_Open):
 
 
 class VenueRef(_Open):
-    id: str | None = None
-    name: str | None = None
-    city: str | None = None
+    id: NonEmpty
+    name: str
+    city: str
 
 
 class EventDocument(_Open):
-    """An event as the command side stores it (HTTP responses carry the same document)."""
-    id: str | None = None
-    organizer_id: str | None = None
+    """An event as the command side stores it (HTTP responses carry the same document). Everything a reader
+    shows is required: a document without it is poison (dead-lettered), never a half-filled catalog entry that
+    the read API could not render."""
+    id: NonEmpty
+    organizer_id: NonEmpty
     status: EventStatus = "draft"
     title: str
     description: str | None = None
-    category: str | None = None
-    venue: VenueRef | None = None
-    venue_id: str | None = None
-    starts_at: Timestamp | None = None
+    category: str
+    venue: VenueRef
+    venue_id: NonEmpty
+    starts_at: Timestamp
     ends_at: Timestamp | None = None
-    currency: str | None = None
+    currency: str
     prices: dict[str, StrictInt] = {}
     capacity: StrictInt = 0
     sections: List[SectionDoc] = []
     version: StrictInt = 1
-    created_at: Timestamp | None = None
-    updated_at: Timestamp | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class Hold(_Open):

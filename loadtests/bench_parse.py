@@ -39,9 +39,10 @@ def envelopes() -> dict[str, dict]:
         "hold": hold, "seats": [{"seat_id": s, "status": "held", "version": 2} for s in hold["seats"]],
         "ga_sections": []}}
     seat_ids = [f"A-{r}-{n}" for r in range(1, 201) for n in range(1, 251)]  # 50,000 seats
+    vid = str(uuid.uuid4())
     created = {**base, "id": str(uuid.uuid4()), "type": "EventCreated", "data": {
-        "id": eid, "title": "Big", "category": "music", "status": "draft",
-        "venue": {"id": str(uuid.uuid4()), "name": "Hall", "city": "Lisbon"},
+        "id": eid, "organizer_id": str(uuid.uuid4()), "title": "Big", "category": "music", "status": "draft",
+        "venue_id": vid, "venue": {"id": vid, "name": "Hall", "city": "Lisbon"},
         "starts_at": "2027-03-01T20:00:00.000Z", "currency": "EUR", "prices": {"A": 5000}, "capacity": 50_000,
         "sections": [{"code": "A", "name": "Stalls", "kind": "seated", "capacity": 50_000, "price": 5000,
                       "rows": [{"label": str(r), "seats": 250} for r in range(1, 201)]}],

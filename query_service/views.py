@@ -49,8 +49,9 @@ def list_filter(q: str | None, category: str | None, city: str | None, starts_af
 # A catalog document is served once it has what every EventCreated the command side writes carries. One that
 # lacks them (a hand-made outbox row, a bug) is left out of the list and is a 404, rather than a 5xx for everyone
 # listing events; the checker (projectors/check.py) still reports it.
-COMPLETE: dict[str, Any] = {"title": {"$ne": None}, "venue.name": {"$ne": None}, "venue.city": {"$ne": None},
-                            "starts_at": {"$ne": None}, "currency": {"$ne": None}, "price_min": {"$ne": None}}
+COMPLETE: dict[str, Any] = {"title": {"$ne": None}, "venue.id": {"$ne": None}, "venue.name": {"$ne": None},
+                            "venue.city": {"$ne": None}, "starts_at": {"$ne": None}, "currency": {"$ne": None},
+                            "price_min": {"$ne": None}, "updated_at": {"$ne": None}}
 PUBLIC = {"status": {"$in": list(PUBLIC_STATUSES)}}
 
 

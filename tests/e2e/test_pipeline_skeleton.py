@@ -15,12 +15,13 @@ pytestmark = pytest.mark.e2e
 
 
 def insert_event_created(pg, event_id: str, title: str) -> str:
-    outbox_id = str(uuid.uuid4())
+    outbox_id, venue_id = str(uuid.uuid4()), str(uuid.uuid4())
     envelope = {"id": outbox_id, "type": "EventCreated", "schema_version": 1, "aggregate_id": event_id,
                 "occurred_at": "2026-11-21T20:00:00Z",
                 # what the command side writes for an event (contracts.events.EventCreated)
-                "data": {"id": event_id, "title": title, "category": "music", "status": "on_sale",
-                         "venue": {"id": str(uuid.uuid4()), "name": "Skeleton Hall", "city": "Lyon"},
+                "data": {"id": event_id, "organizer_id": str(uuid.uuid4()), "title": title, "category": "music",
+                         "status": "on_sale", "venue_id": venue_id,
+                         "venue": {"id": venue_id, "name": "Skeleton Hall", "city": "Lyon"},
                          "starts_at": "2027-03-01T20:00:00.000Z", "currency": "EUR", "prices": {"GA": 2500},
                          "capacity": 10, "sections": [{"code": "GA", "name": "Floor", "kind": "ga", "capacity": 10,
                                        "price": 2500}], "version": 1,

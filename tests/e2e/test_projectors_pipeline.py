@@ -158,11 +158,14 @@ def test_poison_message_goes_to_the_dead_letter_topic_and_the_partition_moves_on
         p.produce("evently.event", key=event_id, value=json.dumps(bad_seat).encode())
         p.flush(10)
         # a good event with the same key lands on the same partition, after the poison
-        outbox_id = str(uuid.uuid4())
+        outbox_id, venue_id = str(uuid.uuid4()), str(uuid.uuid4())
         envelope = {"id": outbox_id, "type": "EventCreated", "schema_version": 1, "aggregate_id": event_id,
-                    "occurred_at": "2026-11-21T20:00:00Z", "data": {"title": "After the poison", "category": "x", "status": "on_sale",
-                             "venue": {"name": "Hall", "city": "Oslo"}, "starts_at": "2027-01-01T20:00:00.000Z",
-                             "currency": "EUR", "prices": {"GA": 100}}}
+                    "occurred_at": "2026-11-21T20:00:00Z", "data": {
+                        "id": event_id, "organizer_id": str(uuid.uuid4()), "title": "After the poison",
+                        "category": "x", "status": "on_sale", "venue_id": venue_id,
+                        "venue": {"id": venue_id, "name": "Hall", "city": "Oslo"},
+                        "starts_at": "2027-01-01T20:00:00.000Z", "currency": "EUR", "prices": {"GA": 100},
+                        "created_at": "2026-11-21T20:00:00Z", "updated_at": "2026-11-21T20:00:00Z"}}
         pg.execute("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (%s, 'event', %s, %s, %s)",
                    (outbox_id, event_id, "EventCreated", json.dumps(envelope)))
         eventually(lambda: mongo.events.find_one({"_id": event_id}), timeout=60)

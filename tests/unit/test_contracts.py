@@ -136,9 +136,25 @@ def test_offer_expiry_in_the_future_is_fine():
 
 def test_a_ga_section_with_null_rows_as_debezium_delivers_it_is_fine():
     # Debezium infers one struct for the sections array: the GA section gets "rows": null (found on the stack).
-    data = {"title": "T", "sections": [{"code": "A", "kind": "seated", "capacity": 2,
-                                        "rows": [{"label": "1", "seats": 2}]},
-                                       {"code": "GA", "kind": "ga", "capacity": 5, "rows": None}],
-            "seats": ["A-1-1", "A-1-2"]}
+    data = {**COMPLETE_EVENT, "sections": [{"code": "A", "kind": "seated", "capacity": 2,
+                                            "rows": [{"label": "1", "seats": 2}]},
+                                           {"code": "GA", "kind": "ga", "capacity": 5, "rows": None}]}
     env = {"id": "x", "type": "EventCreated", "aggregate_id": "e", "data": data}
     assert P.validate(env) is env
+
+
+COMPLETE_EVENT = {"id": "e", "organizer_id": "o", "title": "T", "category": "music", "venue_id": "v",
+                  "venue": {"id": "v", "name": "Hall", "city": "Porto"}, "starts_at": "2027-01-01T20:00:00Z",
+                  "currency": "EUR", "created_at": "2026-12-01T00:00:00Z", "updated_at": "2026-12-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize("missing", ["venue", "starts_at", "currency", "updated_at", "category", "id"])
+def test_an_event_document_without_what_readers_show_is_poison(missing):
+    """A catalog entry the read API could not render (found by schemathesis: a 500 on GET /events/{id}) never
+    reaches the read model."""
+    data = {k: v for k, v in COMPLETE_EVENT.items() if k != missing}
+    with pytest.raises(P.PoisonMessage):
+        P.validate({"id": "x", "type": "EventCreated", "aggregate_id": "e", "data": data})
+    data = {**COMPLETE_EVENT, "venue": {"name": "Hall", "city": "Porto"}}  # a venue without its id
+    with pytest.raises(P.PoisonMessage):
+        P.validate({"id": "x", "type": "EventUpdated", "aggregate_id": "e", "data": data})
