@@ -430,6 +430,11 @@ def connect_properties() -> pathlib.Path:
         "status.storage.replication.factor": "1",
         # Commit source offsets often: fewer redelivered events after a crash.
         "offset.flush.interval.ms": "1000",
+        # One worker: a restarted worker must not wait out its dead predecessor's session (10 s by default)
+        # nor a delayed rebalance (5 min for cooperative rebalancing) before it runs the connector again.
+        "session.timeout.ms": "6000",
+        "heartbeat.interval.ms": "2000",
+        "scheduled.rebalance.max.delay.ms": "0",
         # The producer settings the connector needs are the worker's own (Evently runs one connector), so no
         # connector may override client settings (a connector config could otherwise point its clients anywhere).
         "connector.client.config.override.policy": "None",

@@ -112,6 +112,11 @@ class Projector:
             "fetch.min.bytes": 1,
             "max.partition.fetch.bytes": 8 * 1024 * 1024,
             "queued.min.messages": 20000,
+            # A worker killed without leaving the group holds its partitions until its session times out: with
+            # librdkafka's default (45 s) a kill -9 stalled the read side for 45 s after the restarted worker was
+            # up. 6 s is the broker's minimum (group.min.session.timeout.ms); heartbeats go out every 1.5 s.
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1500,
             "log_level": 3,
         }
         conf.update(consumer_overrides or {})
