@@ -22,6 +22,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+__all__ = ["RateLimited", "RateLimiter", "RateLimitItem"]
 log = structlog.get_logger("ratelimit")
 
 
@@ -32,9 +33,12 @@ class RateLimited(Exception):
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str, *, prefix: str = "evently:rl") -> None:
+    def __init__(self, redis_url: str, *, prefix: str = "evently:rl", connection_pool=None) -> None:
+        """``connection_pool``: the service's own redis-py pool, so the limiter opens no connections of its own."""
+        options = {"connection_pool": connection_pool} if connection_pool is not None else \
+            {"socket_timeout": 2, "socket_connect_timeout": 2}
         self.storage = RedisStorage("async+" + redis_url, implementation="redispy", key_prefix=prefix,
-                                    wrap_exceptions=True, socket_timeout=2, socket_connect_timeout=2)
+                                    wrap_exceptions=True, **options)
         self.limiter = SlidingWindowCounterRateLimiter(self.storage)
         self._failing = False
 

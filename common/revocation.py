@@ -19,15 +19,17 @@ import time
 
 import structlog
 
-from common.auth import Principal
+from common.auth import InvalidToken, Principal
 from contracts import keys
 
 log = structlog.get_logger("auth.revocation")
 POLL_SECONDS = 1.0
 
 
-async def revoke_token(redis, jti: str, expires_at: float) -> None:
-    await redis.zadd(keys.REVOKED_TOKENS, {f"jti:{jti}": expires_at})
+async def revoke_tokens(redis, expiries: dict[str, float]) -> None:
+    """Revoke these token ids (jti -> its expiry, unix s) in one call."""
+    if expiries:
+        await redis.zadd(keys.REVOKED_TOKENS, {f"jti:{jti}": exp for jti, exp in expiries.items()})
 
 
 async def revoke_user(redis, user_id: str, ttl_seconds: int) -> None:
@@ -46,6 +48,13 @@ class Revocations:
 
     def revoked(self, p: Principal) -> bool:
         return p.jti in self.tokens or p.issued_at < self.users.get(p.user_id, 0.0)
+
+    def check(self, p: Principal) -> Principal:
+        """``p``, or InvalidToken when it was revoked: both services' token check raises it like any other
+        invalid token, so a revoked one gets the same 401."""
+        if self.revoked(p):
+            raise InvalidToken("this token was revoked (logged out or account changed)")
+        return p
 
     def load(self, members: list[bytes | str]) -> None:
         tokens: set[str] = set()

@@ -331,6 +331,17 @@ def entry_doc(entry: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def fold_users(msgs: list[Msg]) -> dict[str, dict[str, Any]]:
+    """user id -> the newest account document of the batch (whole documents with a version; never a password
+    hash), for the users read model."""
+    newest: dict[str, dict[str, Any]] = {}
+    for m in msgs:
+        doc = {k: v for k, v in m.data.items() if k != "id"}
+        if m.aggregate_id not in newest or newest[m.aggregate_id]["version"] < doc["version"]:
+            newest[m.aggregate_id] = doc
+    return newest
+
+
 def fold_waitlist(msgs: list[Msg]) -> dict[str, dict[str, Any]]:
     """entry id -> its newest state in this batch (highest entry ``version`` wins, whatever the order)."""
     out: dict[str, dict[str, Any]] = {}

@@ -376,13 +376,7 @@ class Store:
         self._upsert_versioned(self.db.waitlist, P.fold_waitlist(msgs))
 
     def apply_users(self, msgs: list[Msg]) -> None:
-        """Whole account documents (never a password hash): the newest version per user wins."""
-        newest: dict[str, dict[str, Any]] = {}
-        for m in msgs:
-            doc = {k: v for k, v in m.data.items() if k != "id"}
-            if m.aggregate_id not in newest or newest[m.aggregate_id]["version"] < doc["version"]:
-                newest[m.aggregate_id] = doc
-        self._upsert_versioned(self.db.users, newest)
+        self._upsert_versioned(self.db.users, P.fold_users(msgs))
 
     def _event_info(self, event_id: str) -> dict[str, Any]:
         info = self.event_info.get(event_id)

@@ -192,19 +192,6 @@ SEAT_STREAM_DOC = ("Frames `event: seats`, `id: <position>`, `data: {event_id, c
                    "`Last-Event-ID` or `?last_event_id=` (the header wins).")
 
 
-async def _while_valid(frames, request: Request, p: Principal):
-    """A signed-in stream ends when its token expires or is revoked (checked at every frame and heartbeat, so
-    within one heartbeat interval); the client reconnects with a fresh token and resumes by Last-Event-ID."""
-    revocations = request.app.state.revocations
-    try:
-        async for frame in frames:
-            if time.time() >= p.expires_at or revocations.revoked(p):
-                return
-            yield frame
-    finally:
-        await frames.aclose()
-
-
 class StreamSlots:
     """CONTRACT "Seat stream": SSE connections are capped per client address and per process (per worker
     process: each counts its own streams, no shared state on the hot path). Past a cap: 429 RATE_LIMITED."""
@@ -232,10 +219,15 @@ class StreamSlots:
         else:
             self.by_address.pop(address, None)
 
-    async def hold(self, frames, address: str):
-        """``frames``, with this stream's slot given back when it ends (however it ends)."""
+    async def hold(self, frames, address: str, signed_in: Principal | None = None, revocations=None):
+        """``frames``, with this stream's slot given back when it ends (however it ends). A signed-in stream also
+        ends when its token expires or is revoked (checked at every frame and heartbeat, so within one heartbeat
+        interval); the client reconnects with a fresh token and resumes by Last-Event-ID. One wrapper for both:
+        every frame of every subscriber passes through it."""
         try:
             async for frame in frames:
+                if signed_in is not None and (time.time() >= signed_in.expires_at or revocations.revoked(signed_in)):
+                    return
                 yield frame
         finally:
             self.give_back(address)
@@ -250,9 +242,7 @@ def _sse(request: Request, hub: StreamHub, key: str, last_event_id: str | None,
     slots: StreamSlots = request.app.state.stream_slots
     slots.take(address)
     frames = hub.stream(key, None, reset=True) if position == RESET else hub.stream(key, position)
-    if signed_in is not None:
-        frames = _while_valid(frames, request, signed_in)
-    frames = slots.hold(frames, address)
+    frames = slots.hold(frames, address, signed_in, request.app.state.revocations)
     # ping=0: the hub sends the heartbeats (one timer for all subscribers, see feed.py)
     return EventSourceResponse(frames, ping=0, send_timeout=s.sse_send_timeout_seconds,
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

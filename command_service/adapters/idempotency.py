@@ -21,8 +21,6 @@ RETENTION = "24 hours"
 ABANDONED_AFTER = "60 seconds"  # a first run that never finished (process died) no longer blocks the key
 
 
-
-
 @dataclass(frozen=True)
 class StoredResponse:
     status: int

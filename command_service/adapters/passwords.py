@@ -8,7 +8,7 @@ Hashes made with other parameters still verify (the parameters are in the hash).
 
 Why a bound: each running hash holds 19 MiB and a core. Without one, twenty parallel wrong logins ran twenty
 hashes at once (1.3 GB, every request slow); with it, extra requests wait their turn (and the rate limiter in
-entrypoints/limits.py refuses floods before they get here).
+common/ratelimit.py refuses floods before they get here).
 """
 from __future__ import annotations
 

@@ -185,7 +185,7 @@ class Repository:
         self.queue("UPDATE users SET role = %s, disabled = %s, version = %s, updated_at = %s WHERE id = %s",
                    (u.role, u.disabled, u.version, u.updated_at, u.id))
 
-    # --- refresh tokens (stored as SHA-256; migrations/versions/0004_accounts.py) ----------------------------
+    # --- refresh tokens (stored as SHA-256; migrations/versions/0005_accounts.py) ----------------------------
     async def add_refresh_token(self, token_hash: str, family_id: str, user_id: str, access_jti: str,
                                 access_expires_at: datetime, expires_at: datetime) -> None:
         self.queue("INSERT INTO refresh_tokens (token_hash, family_id, user_id, access_jti, access_expires_at, "

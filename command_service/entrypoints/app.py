@@ -35,7 +35,7 @@ from common.auth import InvalidToken, Principal, bearer_token, decode_token
 from common.logging import configure_logging
 from common.metrics import CONTENT_TYPE_LATEST, exposition
 from common.openapi import Health, Operation, Param, build_document, swagger_ui
-from common.ratelimit import RateLimited, RateLimiter
+from common.ratelimit import RateLimited, RateLimiter, RateLimitItem
 from common.revocation import Revocations
 from common.settings import Settings, get_settings, require_secure_secret
 from contracts.errors import CODE_FOR_STATUS, STATUS, ErrorBody, error_body
@@ -61,15 +61,15 @@ REVOCATIONS = web.AppKey("revocations", Revocations)
 @dataclass(frozen=True)
 class Limits:
     limiter: RateLimiter
-    password_address: Any
-    password_account: Any
-    writes: Any
+    password_address: RateLimitItem
+    password_account: RateLimitItem
+    writes: RateLimitItem
 
     @classmethod
-    def of(cls, s: Settings) -> Limits:
+    def of(cls, s: Settings, redis_pool) -> Limits:
         p = RateLimiter.parse
-        return cls(RateLimiter(s.redis_url, prefix=s.rate_key_prefix), p(s.rate_password_per_address),
-                   p(s.rate_password_per_account), p(s.rate_writes_per_account))
+        return cls(RateLimiter(s.redis_url, prefix=s.rate_key_prefix, connection_pool=redis_pool),
+                   p(s.rate_password_per_address), p(s.rate_password_per_account), p(s.rate_writes_per_account))
 
 
 LIMITS = web.AppKey("limits", Limits)
@@ -111,14 +111,11 @@ def error_response(exc: BaseException) -> web.Response:
 def actor(request: web.Request) -> Principal:
     if ACTOR not in request:
         try:
-            principal = decode_token(bearer_token(request.headers.get("Authorization")),
-                                     request.app[SETTINGS].jwt_secret)
+            token = bearer_token(request.headers.get("Authorization"))
+            principal = request.app[REVOCATIONS].check(decode_token(token, request.app[SETTINGS].jwt_secret))
             uuid.UUID(principal.user_id)
         except (InvalidToken, ValueError) as exc:
             raise errors.Unauthenticated("a valid bearer token is required", {"reason": str(exc)[:200]}) from None
-        if request.app[REVOCATIONS].revoked(principal):
-            raise errors.Unauthenticated("this token was revoked (logged out or account changed)",
-                                         {"reason": "revoked"})
         request[ACTOR] = principal
     return request[ACTOR]
 
@@ -130,7 +127,17 @@ def path_id(request: web.Request, name: str) -> str:
         raise errors.NotFound(f"no such {name.removesuffix('_id')}") from None
 
 
+BODY = web.RequestKey("body", object)
+
+
 async def json_body(request: web.Request) -> Any:
+    """The request's JSON body, parsed and checked once (the rate limiter reads a login's email from it too)."""
+    if BODY not in request:
+        request[BODY] = await _parse_body(request)
+    return request[BODY]
+
+
+async def _parse_body(request: web.Request) -> Any:
     raw = await request.read()  # over max_body_bytes: aiohttp raises 413
     if not raw.strip():
         return None
@@ -470,6 +477,8 @@ async def services_ctx(app: web.Application):
     svc = Services(uow=lambda: UnitOfWork(pool), locks=SeatLocks(client), settings=s, redis=client)
     app[POOL], app[SERVICES] = pool, svc
     app[IDEMPOTENCY] = IdempotencyStore(pool, s.jwt_secret)
+    if s.rate_limits_enabled:
+        app[LIMITS] = Limits.of(s, redis_pool)
     tasks = [asyncio.create_task(sweeper.run(svc, pool, app[IDEMPOTENCY], s.sweep_interval_seconds)),
              asyncio.create_task(app[REVOCATIONS].follow(client))]
     yield
@@ -486,8 +495,6 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app = web.Application(client_max_size=s.max_body_bytes,
                           middlewares=[errors_middleware, rate_limit_middleware, idempotency_middleware])
     app[SETTINGS] = s
-    if s.rate_limits_enabled:
-        app[LIMITS] = Limits.of(s)
     app[REVOCATIONS] = Revocations()
     app.add_routes(routes)
     app.router.add_static(DOCS.assets_url, DOCS.assets_dir)

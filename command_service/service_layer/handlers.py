@@ -98,8 +98,7 @@ async def refresh_token(cmd: commands.RefreshToken, svc: Services) -> dict[str, 
             tokens = await _new_tokens(uow, svc, user, family_id=str(row["family_id"]))
             await uow.commit()
             return tokens
-    for jti, expires in reused:
-        await revocation.revoke_token(svc.redis, jti, expires.timestamp())
+    await revocation.revoke_tokens(svc.redis, {jti: expires.timestamp() for jti, expires in reused})
     raise errors.Unauthenticated("this refresh token was already used, expired or revoked")
 
 
@@ -109,9 +108,8 @@ async def logout(cmd: commands.Logout, svc: Services) -> None:
         family = await uow.repo.refresh_family_of(cmd.actor.jti)
         live = await uow.repo.revoke_refresh_family(family) if family else []
         await uow.commit()
-    await revocation.revoke_token(svc.redis, cmd.actor.jti, cmd.actor.expires_at)
-    for jti, expires in live:
-        await revocation.revoke_token(svc.redis, jti, expires.timestamp())
+    await revocation.revoke_tokens(svc.redis, {cmd.actor.jti: cmd.actor.expires_at,
+                                               **{jti: expires.timestamp() for jti, expires in live}})
 
 
 async def _change_user(cmd: commands.SetUserRole | commands.DisableUser, svc: Services, **changes: Any) -> User:

@@ -2,13 +2,11 @@
 limits (the stack's own processes run with raised ones, for the test and load suites: infra/config.py)."""
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import httpx
 import pytest
 
-from command_service.adapters import passwords
 from tests.e2e.conftest import eventually, service_process
 
 pytestmark = pytest.mark.e2e
@@ -50,31 +48,6 @@ def test_writes_are_limited_per_account(limited_command, api, organizer):
     r = httpx.post(f"{limited_command}/api/v1/events/{ev['id']}/waitlist", timeout=30,
                    headers={"Authorization": f"Bearer {other}"}, json={"quantity": 1})
     assert r.status_code == 409
-
-
-def test_password_hashing_is_bounded_per_process():
-    """Twenty concurrent verifications never run more than CONCURRENCY hashes at once."""
-    running, peak = 0, 0
-    real = passwords.verify_sync
-
-    def counting(*a):
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        try:
-            return real(*a)
-        finally:
-            running -= 1
-
-    async def go():
-        passwords._slots = None
-        passwords.verify_sync = counting
-        try:
-            await asyncio.gather(*(passwords.verify_password(None, "x") for _ in range(20)))
-        finally:
-            passwords.verify_sync = real
-    asyncio.run(go())
-    assert 1 <= peak <= passwords.CONCURRENCY
 
 
 def test_streams_are_capped_per_client_address(api, organizer):

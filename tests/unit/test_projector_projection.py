@@ -277,3 +277,14 @@ def test_event_created_seat_rows_come_from_the_layout_or_an_old_seat_list():
     assert P.event_seat_rows({"sections": sections}) == {("A", "1"): 3, ("A", "2"): 2}
     old = {"sections": sections, "seats": ["A-1-1", "A-1-2", "A-1-3", "A-2-1", "A-2-2"]}
     assert P.event_seat_rows(old) == P.event_seat_rows({"sections": sections})
+
+
+def test_users_fold_to_the_newest_version_whatever_the_order():
+    base = {"id": EV, "email": "a@example.com", "name": "A", "role": "buyer", "created_at": "2026-12-01T00:00:00Z",
+            "updated_at": "2026-12-01T00:00:00Z"}
+    msgs = [msg(1, "UserUpdated", {**base, "version": 3, "disabled": True}),
+            msg(2, "UserRegistered", {**base, "version": 1}),
+            msg(3, "UserUpdated", {**base, "version": 2, "role": "organizer"})]
+    folded = P.fold_users(msgs)
+    assert list(folded) == [EV] and folded[EV]["version"] == 3 and folded[EV]["disabled"] is True
+    assert "id" not in folded[EV] and "password_hash" not in folded[EV]
