@@ -1,7 +1,7 @@
 """The stack's components: how each one is configured, started, health-checked and stopped.
 
-Every component writes its log to .stack/logs/<name>.log and its PID to .stack/run/<name>.pid;
-``stop`` uses that PID file, so ``make down`` stops exactly what ``make up`` started.
+Every component writes its log to .stack/logs/<name>.log and runs under supervisord (infra/supervisor.py), which
+knows its PID and restarts, restarts it if it dies, and stops exactly what ``make up`` started.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import hashlib
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -53,28 +52,6 @@ def port_holder(port: int) -> str:
         return "unknown process"
 
 
-def _stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state is [0], start time is [19])."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def start_time(pid: int) -> str | None:
-    fields = _stat(pid)
-    return fields[19] if fields else None
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True for a live, non-zombie process."""
-    if not pid:
-        return False
-    fields = _stat(pid)
-    return fields is not None and fields[0] != "Z"
-
-
 def http_ok(url: str) -> bool:
     try:
         return http_json(url)[0] == 200
@@ -99,27 +76,20 @@ class Component:
         return ensure_dir("logs") / f"{self.name}.log"
 
     @property
-    def pidfile(self) -> pathlib.Path:
-        return ensure_dir("run") / f"{self.name}.pid"
-
-    @property
     def ports(self) -> list[int]:
         return [config.port(p) for p in self.port_names]
 
+    # supervisord runs every component (infra/supervisor.py): it knows whether one runs, its PID and its restarts.
     def pid(self) -> int | None:
-        """The PID from our PID file, if that process is still the one we started: the file also
-        records its start time, so a PID reused after a reboot is never mistaken (or killed)."""
-        try:
-            pid, started = self.pidfile.read_text().split()[:2]
-        except (FileNotFoundError, ValueError):
-            return None
-        return int(pid) if start_time(int(pid)) == started else None
+        i = supervisor.info(self.name)
+        return (i["pid"] or None) if i and i["statename"] in ("STARTING", "RUNNING") else None
 
     def running(self) -> bool:
-        return pid_alive(self.pid())
+        i = supervisor.info(self.name)
+        return bool(i) and i["statename"] in supervisor.RUNNING_STATES
 
     def restarts(self) -> int:
-        return 0
+        return supervisor.restarts(self.name)
 
     def healthy(self) -> bool:
         try:
@@ -143,7 +113,6 @@ class Component:
             wait_for(f"{self.name} (already started, not yet healthy)", self.health,
                      timeout=self.start_timeout, alive=self.running, log=self.log)
             return "running"
-        self.pidfile.unlink(missing_ok=True)
         self.check_ports_free()
         self.prepare()
         self.launch()
@@ -156,27 +125,14 @@ class Component:
     def launch(self) -> None:
         raise NotImplementedError
 
-    def stop(self, timeout: float = 20.0) -> bool:
-        pid = self.pid()
-        if not pid_alive(pid):
-            self.pidfile.unlink(missing_ok=True)
-            return False
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if pid_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-        self.pidfile.unlink(missing_ok=True)
-        return True
+    def stop(self) -> bool:
+        """Stop it (supervisord stops its whole process group); False when it was not running."""
+        return supervisor.stop(self.name)
 
 
 @dataclass
 class ProcessComponent(Component):
-    """A long-running foreground process that we spawn in its own session (process group)."""
+    """A long-running foreground process, run by supervisord in its own process group."""
     argv: Callable[[], list[str]] = lambda: []
     env: Callable[[], dict[str, str]] = dict
     cwd: pathlib.Path = config.ROOT
@@ -197,23 +153,6 @@ class ProcessComponent(Component):
             log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
         supervisor.write_program(self.name, self.argv(), {**inherited, **self.env()}, self.cwd, self.log)
         supervisor.start(self.name)
-
-    def _info(self) -> dict | None:
-        return supervisor.info(self.name)
-
-    def pid(self) -> int | None:
-        i = self._info()
-        return i["pid"] or None if i and i["statename"] in ("STARTING", "RUNNING") else None
-
-    def running(self) -> bool:
-        i = self._info()
-        return bool(i) and i["statename"] in supervisor.RUNNING_STATES
-
-    def restarts(self) -> int:
-        return supervisor.restarts(self.name)
-
-    def stop(self, timeout: float = 20.0) -> bool:
-        return supervisor.stop(self.name)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -245,16 +184,6 @@ class Postgres(Component):
     def log(self) -> pathlib.Path:
         ensure_dir("logs")
         return self.root / "postgres.log"
-
-    def pid(self) -> int | None:
-        """PostgreSQL's own postmaster.pid, if that PID is still a postgres process (not a PID
-        reused after an unclean stop)."""
-        try:
-            pid = int((self.datadir / "postmaster.pid").read_text().split()[0])
-            comm = pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
-        except (FileNotFoundError, ValueError, IndexError, PermissionError):
-            return None
-        return pid if comm.startswith("postgres") else None
 
     def _chown(self, path: pathlib.Path) -> None:
         if os.geteuid() == 0:
@@ -305,13 +234,6 @@ class Postgres(Component):
                                  user="postgres" if os.geteuid() == 0 else None, stopsignal="INT", stopwaitsecs=60)
         supervisor.start(self.name)
 
-    def restarts(self) -> int:
-        return supervisor.restarts(self.name)
-
-    def running(self) -> bool:
-        i = supervisor.info(self.name)  # postmaster.pid appears only once the postmaster is up
-        return i["statename"] in supervisor.RUNNING_STATES if i else pid_alive(self.pid())
-
     def psql(self, sql: str, db: str = "postgres") -> str:
         psql = str(PG_BIN / "psql") if (PG_BIN / "psql").exists() else "psql"
         return subprocess.run(as_postgres([psql,
@@ -329,15 +251,6 @@ class Postgres(Component):
 
     def health_check(self) -> bool:
         return subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", config.HOST, "-p", str(self.ports[0])]).returncode == 0
-
-    def stop(self, timeout: float = 30.0) -> bool:
-        if not self.running():
-            return False
-        if supervisor.stop(self.name):
-            return True
-        subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w",
-                                    "-t", str(int(timeout)), "stop"]), stdout=subprocess.DEVNULL)
-        return True
 
 
 # --------------------------------------------------------------------------- Kafka + Connect

@@ -47,20 +47,6 @@ def test_generated_kafka_and_connect_configs_bind_loopback_only(monkeypatch, tmp
     assert connect["config.providers"] == "env"
 
 
-def test_a_pid_file_whose_pid_was_reused_is_not_ours(monkeypatch, tmp_path):
-    import os
-
-    monkeypatch.setattr(config, "STACK", tmp_path)
-    comp = components.Component("probe", [])  # PID files remain for what supervisord does not run
-    comp.pidfile.write_text(f"{os.getpid()} {components.start_time(os.getpid())}\n")
-    assert comp.pid() == os.getpid() and comp.running()
-    # Same PID, different start time: another process now has that PID.
-    comp.pidfile.write_text(f"{os.getpid()} 1\n")
-    assert comp.pid() is None and not comp.running()
-    comp.pidfile.write_text("garbage\n")
-    assert comp.pid() is None
-
-
 def test_a_kafka_cluster_id_never_starts_with_a_dash(monkeypatch):
     # A first byte of 0xF8 encodes to '-' in URL-safe base64: the storage tool's parser would
     # read such an id as an option. The id is drawn again, as Kafka's Uuid.randomUuid() does.
