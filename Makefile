@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -q -ra
 
-.PHONY: up down status logs reset test test-unit venv bench demo
+.PHONY: up down status logs reset test test-faults test-unit venv bench demo
 
 $(STAMP): pyproject.toml
 	@echo "==> python: creating $(VENV) and installing pinned dependencies"
@@ -38,18 +38,26 @@ logs: venv
 reset: venv
 	@$(PY) -m infra.stack reset
 
-# Brings the whole stack up, runs unit + integration + e2e tests against it, tears it down
-# (KEEP_STACK=1 leaves it running). The browser e2e test needs Chromium + playwright-core:
-# `infra.install browser` installs them when missing.
-# The teardown's output goes to .stack/logs/down.log (shown only if it fails), so pytest's
-# summary stays the last line.
+# Brings the whole stack up, runs unit + integration + e2e tests against it, then the fault suite (tests/faults:
+# ten faults injected into a steady sale, ~5 min), and tears it down (KEEP_STACK=1 leaves it running). The
+# browser e2e test needs Chromium + playwright-core: `infra.install browser` installs them when missing.
+# The teardown's output goes to .stack/logs/down.log (shown only if it fails), so pytest's summary stays last.
 test: venv
 	@$(PY) -m infra.install browser
 	@$(PY) -m infra.stack up || { $(PY) -m infra.stack down; exit 1; }
-	@$(PY) -m infra.stack exec -- $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m infra.stack exec -- $(PY) -m pytest $(PYTEST_ARGS) --ignore=tests/faults; rc=$$?; \
+	  echo "==> fault suite (tests/faults)"; \
+	  $(PY) -m infra.stack exec -- $(PY) -m pytest $(PYTEST_ARGS) tests/faults || rc=1; \
+	  $(PY) -m tests.faults.report || true; \
 	  if [ -z "$(KEEP_STACK)" ]; then \
 	    $(PY) -m infra.stack down > .stack/logs/down.log 2>&1 || { cat .stack/logs/down.log; rc=1; }; \
 	  fi; exit $$rc
+
+# The fault suite alone, on the running stack (started if it is not): make test-faults [K=kafka]
+test-faults: venv
+	@$(PY) -m infra.stack up
+	@$(PY) -m infra.stack exec -- $(PY) -m pytest $(PYTEST_ARGS) tests/faults $(if $(K),-k $(K)); rc=$$?; \
+	  $(PY) -m tests.faults.report --last $(if $(K),1,10) || true; exit $$rc
 
 # Pure unit tests only: no stack needed.
 test-unit: venv

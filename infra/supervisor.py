@@ -3,14 +3,16 @@
 The stack manager (infra/stack.py) decides what runs, in which order, and when a component is healthy. supervisord
 (the maintained ``supervisor`` package, pinned in pyproject.toml) owns the processes:
 - it starts each one in its own process group, with umask 077;
-- it restarts one that exits unexpectedly. If the restart dies again within ``startsecs``, it backs off 1 s,
-  2 s, 3 s... between attempts;
+- it restarts one that exits without being asked to, whatever its exit status (PostgreSQL's immediate shutdown
+  exits 0, and a server that stops by itself is still down). If the restart dies again within ``startsecs``,
+  it backs off 1 s, 2 s, 3 s... between attempts;
 - it stops the whole group on ``make down``.
 
 Files:
 - ``.stack/conf/supervisord.conf``, with one program file per component in ``.stack/conf/supervisor.d/``;
 - the control socket ``.stack/run/supervisor.sock`` (mode 0700);
-- its own log, ``.stack/logs/supervisord.log``, where "exited: ... not expected" lines count restarts.
+- its own log, ``.stack/logs/supervisord.log``, where "exited: <name> (...)" lines count restarts (a stop that
+  was asked for is "stopped: <name>").
 
 supervisord itself starts with the caller's environment minus ``EVENTLY_*``. Each program gets its environment
 written out in its program file, so only our own services see the caller's ``EVENTLY_*`` overrides.
@@ -108,8 +110,7 @@ def write_program(name: str, argv: list[str], env: dict[str, str], cwd: os.PathL
         f"directory={cwd}",
         f"environment={environment}",
         "autostart=false",
-        "autorestart=unexpected",
-        "exitcodes=0",
+        "autorestart=true",
         "startsecs=2",
         "startretries=10",
         f"stopsignal={stopsignal}",
@@ -180,10 +181,10 @@ def shutdown() -> None:
 
 
 def restarts(name: str) -> int:
-    """How often supervisord restarted ``name`` since it started (its log's "exited: <name> ... not expected")."""
+    """How often supervisord restarted ``name`` since it started (its log's "exited: <name> (...)")."""
     try:
         text = _paths()["log"].read_text(errors="replace")
     except FileNotFoundError:
         return 0
     text = text.rsplit("supervisord started with pid", 1)[-1]
-    return len(re.findall(rf"exited: {re.escape(name)} \(.*not expected\)", text))
+    return len(re.findall(rf"exited: {re.escape(name)} \(", text))

@@ -5,8 +5,9 @@ batches, applies each batch to the MongoDB read models and then to the live seat
 Streams), and commits its offsets only after those writes (at-least-once delivery + idempotent,
 watermark-guarded writes = exactly-once effect; see projectors/README.md). A message that can never
 be applied goes to the dead-letter topic with the error in its headers, and the partition moves on, whether it
-fails to parse or fails while being applied (a permanent store error, or a bug met by its data); a transient
-error (MongoDB or Redis unreachable, a timeout: ``transient``) is retried with backoff, never dead-lettered.
+fails to parse or fails while being applied (a store error its data causes, or a bug met by its data); a transient
+error (MongoDB or Redis unreachable, a timeout, FerretDB without its PostgreSQL: ``transient``) is retried with
+backoff, never dead-lettered.
 
 ``/health`` is 200 once the worker is consuming; ``/metrics`` has consumer lag and the last applied
 position per partition, plus freshness histograms (occurred_at -> read model / -> feed).
@@ -24,11 +25,12 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import redis
 import structlog
 import tenacity
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from pymongo import MongoClient
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
+from pymongo.errors import (BulkWriteError, ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError,
+                             WTimeoutError)
 
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
@@ -57,12 +59,39 @@ PAUSE_KEY = keys.PROJECTOR_PAUSE  # set by projectors.rebuild (value = rebuild i
 PAUSED_ACK = keys.projector_paused_ack  # the worker's acknowledgement: no batch in flight
 
 
+# MongoDB error codes that the document or the update itself causes: the same message fails the same way every
+# time, so it is dead-lettered. Every other server error is treated as transient and retried (a stuck partition
+# shows in the lag metric and the log; a dead-lettered message is a read model silently missing a change).
+# FerretDB reports a lost or refused PostgreSQL backend as code 1 (InternalError: "failed to connect", "unexpected
+# EOF"): the fault suite (tests/faults) found that counting those as permanent dead-lettered a whole outage's
+# messages.
+PERMANENT_MONGO_CODES = frozenset({
+    2,      # BadValue
+    9,      # FailedToParse
+    14,     # TypeMismatch
+    15,     # Overflow
+    28,     # PathNotViable
+    40,     # ConflictingUpdateOperators
+    52, 53, 55, 56, 57,  # $-prefixed / invalid _id / DBRef / empty / dotted field names
+    66,     # ImmutableField
+    121,    # DocumentValidationFailure
+    10334,  # BSONObjectTooLarge
+    17280,  # KeyTooLong
+})
+
+
 def transient(exc: BaseException) -> bool:
-    """Will the same batch succeed later? Lost connections, timeouts, a server not (yet) reachable, errors the
-    driver labels retryable: yes, retry the batch with backoff. Anything else (a write the store refuses, a bug
-    met by one message's data): no, the message is dead-lettered with the error and the partition moves on."""
+    """Will the same batch succeed later? Lost connections, timeouts, a server not (yet) reachable, and any store
+    error that is not one the data causes (``PERMANENT_MONGO_CODES``): yes, retry the batch with backoff. Anything
+    else (a write the store refuses for what it holds, a document too large, a bug met by one message's data): no,
+    the message is dead-lettered with the error and the partition moves on."""
     if isinstance(exc, (ConnectionFailure, ExecutionTimeout, WTimeoutError)):
         return True
+    if isinstance(exc, BulkWriteError):  # permanent only if every write failed for its data
+        codes = {e.get("code") for e in (exc.details or {}).get("writeErrors", [])}
+        return not codes or not codes <= PERMANENT_MONGO_CODES
+    if isinstance(exc, OperationFailure):
+        return exc.code not in PERMANENT_MONGO_CODES
     if isinstance(exc, PyMongoError) and (exc.has_error_label("RetryableWriteError")
                                           or exc.has_error_label("TransientTransactionError")):
         return True
@@ -128,6 +157,7 @@ class Projector:
         self.paused = False
         self.applied = 0
         self.dead_lettered = 0
+        self.uncommitted: dict[tuple[str, int], int] = {}  # applied, not yet committed (a commit failed)
         self.dlq_enabled = True  # a replay does not dead-letter the same poison message twice
         self.live_metrics = True  # a replay turns the freshness histograms off: history is not fresh
 
@@ -141,6 +171,8 @@ class Projector:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.store.forget()
+        for p in partitions:  # no longer ours to commit: the next owner re-applies from the committed offset
+            self.uncommitted.pop((p.topic, p.partition), None)
 
     # -------------------------------------------------------------- one batch
     def poll_batch(self, timeout: float) -> list[Message]:
@@ -177,10 +209,12 @@ class Projector:
         if failed:
             dropped = {id(m) for m, _ in failed}
             good = [m for m in good if id(m) not in dropped]
-        self.dlq.flush(10)
-        if commit:
-            self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
-                                 asynchronous=False)
+        # A dead letter must be in Kafka before the offset that skips its message is committed; while the broker
+        # is away the batch waits here (the fault suite's kill -9 of Kafka).
+        while self.dlq.flush(10) and not self.stopping.is_set():
+            log.warning("dead letters not delivered yet; the batch's offsets wait for them")
+        if commit and not len(self.dlq):
+            self.commit(last)
         APPLY_SECONDS.observe(time.monotonic() - started)
         BATCH.observe(len(raw))
         now = time.time()
@@ -264,6 +298,21 @@ class Projector:
         ]
         self.dlq.produce(DLQ_TOPIC, key=msg.key(), value=msg.value(), headers=headers)
         APPLIED.labels(msg.topic(), "dead_lettered").inc()
+
+    def commit(self, last: dict[tuple[str, int], int]) -> None:
+        """Commits the batch's offsets (with any a failed commit left behind). A commit that fails (the broker or
+        the group coordinator away) is not fatal: the read models already have the batch, the offsets go with the
+        next commit, and if the worker dies first the batch is delivered again and applied idempotently. (It was
+        fatal before the fault suite: the worker exited, and its replacement waited out the old member's
+        session.)"""
+        self.uncommitted.update(last)
+        try:
+            self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in self.uncommitted.items()],
+                                 asynchronous=False)
+        except KafkaException as exc:
+            log.warning("offset commit failed; retried with the next batch", error=str(exc))
+            return
+        self.uncommitted.clear()
 
     # -------------------------------------------------------------- the live loop
     def run(self) -> None:

@@ -7,7 +7,9 @@ import time
 
 import pytest
 import redis
-from pymongo.errors import AutoReconnect, DocumentTooLarge, OperationFailure, ServerSelectionTimeoutError
+from confluent_kafka import KafkaError, KafkaException
+from pymongo.errors import (AutoReconnect, BulkWriteError, DocumentTooLarge, OperationFailure,
+                            ServerSelectionTimeoutError)
 
 from projectors import projection as P
 from projectors.worker import Projector, transient
@@ -47,6 +49,12 @@ def projector(store) -> Projector:
 @pytest.mark.parametrize("exc,expected", [
     (AutoReconnect("x"), True), (ServerSelectionTimeoutError("x"), True), (redis.ConnectionError("x"), True),
     (redis.TimeoutError("x"), True), (OperationFailure("bad value", code=2), False), (DocumentTooLarge("x"), False),
+    (OperationFailure("document failed validation", code=121), False),
+    # FerretDB's answer while its PostgreSQL backend restarts (found by tests/faults): retried, never dead-lettered
+    (OperationFailure("[msg_insert.go:168] failed to connect to `user=evently database=ferretdb`", code=1), True),
+    (OperationFailure("[msg_insert.go:168] unexpected EOF", code=1), True),
+    (BulkWriteError({"writeErrors": [{"index": 0, "code": 121, "errmsg": "invalid"}]}), False),
+    (BulkWriteError({"writeErrors": [{"index": 0, "code": 1, "errmsg": "unexpected EOF"}]}), True),
     (KeyError("price"), False), (TypeError("x"), False),
 ])
 def test_errors_are_classified(exc, expected):
@@ -67,3 +75,25 @@ def test_a_permanent_error_dead_letters_only_its_message(error):
     assert [m.offset for m in applied] == [1, 3] and store.applied == [1, 3]  # in log order, the rest applied
     assert [(m.offset, type(e).__name__) for m, e in failed] == [(2, "KeyError" if error is KeyError
                                                                       else "OperationFailure")]
+
+
+class FlakyConsumer:
+    def __init__(self, failures: int) -> None:
+        self.failures, self.commits = failures, []
+
+    def commit(self, offsets, asynchronous):
+        if self.failures:
+            self.failures -= 1
+            raise KafkaException(KafkaError(KafkaError._WAIT_COORD))
+        self.commits.append(sorted((o.topic, o.partition, o.offset) for o in offsets))
+
+
+def test_a_failed_offset_commit_is_not_fatal_and_goes_with_the_next_batch():
+    """Found by the fault suite (kill -9 of Kafka): a commit that failed while the coordinator was away killed
+    the worker, and its replacement waited out the old member's session."""
+    p = projector(FlakyStore())
+    p.consumer, p.uncommitted = FlakyConsumer(failures=1), {}
+    p.commit({("evently.event", 0): 5})
+    assert p.consumer.commits == [] and p.uncommitted == {("evently.event", 0): 5}
+    p.commit({("evently.event", 1): 7})
+    assert p.consumer.commits == [[("evently.event", 0, 6), ("evently.event", 1, 8)]] and p.uncommitted == {}
