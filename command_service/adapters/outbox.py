@@ -53,3 +53,21 @@ async def purge(pool: AsyncConnectionPool, older_than_seconds: float, batch: int
         deleted += cur.rowcount
         if cur.rowcount < batch:
             return deleted
+
+
+# Copies of retained outbox rows, in their original order, as new rows (new row ids, the same payloads and so the
+# same event ids). Debezium streams them like any insert; the projector's ``applied`` claims skip every event it
+# already has, so republishing more than the gap is harmless. Rows of one transaction share created_at: ctid
+# (physical order in an append-only table) keeps their insertion order.
+REPUBLISH_SQL = """
+INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+SELECT gen_random_uuid(), aggregatetype, aggregateid, type, payload
+FROM (SELECT * FROM outbox WHERE created_at >= %s AND created_at < %s ORDER BY created_at, ctid) AS gap
+"""
+
+
+def republish(conn, since, until) -> int:
+    """Re-publishes the outbox rows written in [since, until) (a ``psycopg.Connection``; one transaction). For a
+    gap the CDC stream never carried: an invalidated replication slot (infra/slot_recovery.py)."""
+    with conn.transaction():
+        return conn.execute(REPUBLISH_SQL, (since, until)).rowcount
