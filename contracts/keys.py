@@ -28,6 +28,12 @@ def seat_feed(event_id: str) -> str:
     return f"feed:{event_id}"
 
 
+# Fields of a seat-feed entry (written by projectors/store.py FEED_LUA, read by query_service/feed.py): ``off``
+# the Kafka offset of the entry's last message, ``prev`` the ``off`` of the entry it follows (-1: the stream was
+# empty), ``data`` the SSE frame's JSON.
+FEED_OFF, FEED_PREV, FEED_DATA = "off", "prev", "data"
+
+
 def notifications(user_id: str) -> str:
     return f"notify:{user_id}"
 

@@ -36,15 +36,22 @@ READ_MODEL_COLLECTIONS = list(rm.COLLECTIONS)
 TOTAL_ID = "total"
 CACHE_LIMIT = 200_000
 
+# One entry per event per batch. ``prev`` is the ``off`` of the entry it follows (-1 on an empty stream): a reader
+# that delivered off N and then sees prev != N knows the stream lost entries in between (Redis lost data, or a
+# FLUSHALL recreated it) and resets its clients (query_service/feed.py) instead of leaving them a silent gap.
 FEED_LUA = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '-1'
 if last[1] then
   local f = last[1][2]
   for i = 1, #f, 2 do
-    if f[i] == 'off' and tonumber(f[i + 1]) >= tonumber(ARGV[1]) then return false end
+    if f[i] == 'off' then
+      if tonumber(f[i + 1]) >= tonumber(ARGV[1]) then return false end
+      prev = f[i + 1]
+    end
   end
 end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'off', ARGV[1], 'data', ARGV[3],
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'off', ARGV[1], 'prev', prev, 'data', ARGV[3],
                   'rm', ARGV[4], 'occ', ARGV[5], 'k', ARGV[6])
 """
 
@@ -473,7 +480,7 @@ class Store:
         """One stream entry per event per batch, after the read model has it; never appended twice for an
         offset (the Lua script compares with the last entry's offset)."""
         last = self.redis.xrevrange(feed_key(event_id), count=1)
-        last_off = int(last[0][1].get(b"off", b"-1")) if last else -1
+        last_off = int(last[0][1].get(keys.FEED_OFF.encode(), b"-1")) if last else -1
         msgs = [m for m in msgs if m.offset > last_off]
         changes = P.feed_changes(msgs, counts, last_off)
         if not changes:

@@ -34,6 +34,8 @@ from typing import Any, AsyncIterator, Callable
 import structlog
 from prometheus_client import Counter, Gauge
 
+from contracts import keys
+
 log = structlog.get_logger("query.feed")
 
 SUBSCRIBERS = Gauge("evently_sse_subscribers", "open SSE subscriptions", ["stream"], multiprocess_mode="livesum")
@@ -41,6 +43,8 @@ READERS = Gauge("evently_sse_readers", "shared Redis stream readers (one per str
                 ["stream"], multiprocess_mode="livesum")
 DROPPED = Counter("evently_sse_dropped_total", "subscribers dropped because their queue was full", ["stream"])
 FRAMES = Counter("evently_sse_frames_total", "frames read from Redis and fanned out", ["stream"])
+GAPS = Counter("evently_sse_feed_gaps_total", "feeds found to have lost entries (their subscribers were reset)",
+               ["stream"])
 
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 ZERO = "0-0"
@@ -98,6 +102,7 @@ class _Reader:
         self.hub, self.key, self.kind = hub, key, kind
         self.subscribers: set[Subscriber] = set()
         self.position = ZERO
+        self.last_off: int | None = None  # the seat feed's chain: ``off`` of the last entry read
         self.ready = asyncio.Event()
         self.idle_since: float | None = None
         self.task = asyncio.create_task(self.run(), name=f"feed-reader {key}")
@@ -109,6 +114,7 @@ class _Reader:
         try:
             last = await redis.xrevrange(self.key, "+", "-", count=1)
             self.position = as_str(last[0][0]) if last else ZERO
+            self.last_off = _off(last[0][1]) if last else None
             self.ready.set()
             while True:
                 if not self.subscribers:
@@ -125,8 +131,12 @@ class _Reader:
                     await asyncio.sleep(0.5)
                     continue
                 ids, frames = [], []
+                broken = False
                 for _, entries in got or ():
                     for entry_id, fields in entries:
+                        if self.breaks_chain(fields):
+                            broken = True
+                            break
                         self.position = as_str(entry_id)
                         frame = self.hub.frame(entry_id, fields)
                         if frame is not None:
@@ -135,6 +145,13 @@ class _Reader:
                 if frames:
                     FRAMES.labels(self.kind).inc(len(frames))
                     self.fan_out(Batch(tuple(ids), tuple(frames), b"".join(frames)))
+                if broken:
+                    # Entries between what was delivered and this one are gone (Redis lost data or was flushed):
+                    # end every stream here. Each client resumes from its last id, which the stream no longer
+                    # has, so it gets `event: reset` and refetches the map (must_reset).
+                    log.warning("feed lost entries; resetting its subscribers", stream=self.key)
+                    GAPS.labels(self.kind).inc()
+                    return
         except BaseException as exc:
             self.error = exc
             self.ready.set()
@@ -145,6 +162,17 @@ class _Reader:
                 del self.hub.readers[self.key]
             for sub in list(self.subscribers):  # a dying reader ends its streams; clients resume
                 self.drop(sub)
+
+    def breaks_chain(self, fields: dict[Any, Any]) -> bool:
+        """Seat-feed entries name the entry they follow (``prev``); notifications carry no chain."""
+        off = _off(fields)
+        if off is None:
+            return False
+        prev = fields.get(keys.FEED_PREV) or fields.get(keys.FEED_PREV.encode())
+        broken = prev is not None and self.last_off is not None and int(prev) != self.last_off
+        if not broken:
+            self.last_off = off
+        return broken
 
     def fan_out(self, batch: Batch | bytes) -> None:
         for sub in list(self.subscribers):
@@ -250,6 +278,8 @@ class StreamHub:
         if not STREAM_ID.match(last_id):
             return True
         pos = parse_id(last_id)
+        if pos != (0, 0) and not await self.redis.xrange(key, min=last_id, max=last_id, count=1):
+            return True  # the client's own entry is gone: trimmed, or the stream was lost and recreated
         try:
             info = await self.redis.xinfo_stream(key)
         except Exception as exc:  # no such key
@@ -278,6 +308,11 @@ class StreamHub:
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+
+
+def _off(fields: dict[Any, Any]) -> int | None:
+    off = fields.get(keys.FEED_OFF) or fields.get(keys.FEED_OFF.encode())
+    return int(off) if off is not None else None
 
 
 def seat_frame(entry_id: str, fields: dict[str, str]) -> bytes | None:

@@ -137,3 +137,38 @@ async def test_disconnect_releases_the_subscription_and_the_reader(rds):
         await asyncio.sleep(0.05)
     assert k not in hub.readers  # the reader stopped once nobody listened
     await hub.close()
+
+
+async def chained(rds, k: str, offs: range, prev: int) -> list[str]:
+    """Entries as the projector writes them: each names the ``off`` of the one before it (FEED_LUA)."""
+    ids = []
+    for off in offs:
+        ids.append(await rds.xadd(k, {"data": f'{{"n":{off}}}', "off": off, "prev": prev}))
+        prev = off
+    return ids
+
+
+async def test_a_recreated_stream_resets_its_subscribers_instead_of_a_silent_gap(rds):
+    """Found by the fault suite (FLUSHALL mid-sale): a stream recreated after Redis lost it has newer ids than the
+    client's position, so resuming from it looked clean while the lost entries were silently skipped."""
+    hub = StreamHub(rds, seat_frame, kind="test", block_ms=200)
+    k = key()
+    ids = await chained(rds, k, range(0, 3), -1)
+    got: list[bytes] = []
+
+    async def follow():
+        async for chunk in hub.stream(k, ids[-1]):
+            got.extend(f for f in chunk.split(b"\r\n\r\n") if f)
+
+    live = asyncio.create_task(follow())
+    await asyncio.sleep(0.3)
+    delivered = await chained(rds, k, range(3, 5), 2)   # delivered live
+    await asyncio.sleep(0.5)
+    await rds.delete(k)                                  # Redis loses the stream (FLUSHALL) ...
+    await chained(rds, k, range(9, 10), -1)              # ... the projector starts it afresh; offs 5-8 are lost
+    await asyncio.wait_for(live, 5)                      # the live stream ENDS instead of going on past the gap
+    assert [frame_id(f) for f in got] == delivered
+    # The client resumes from the last entry it got, which the stream no longer has: reset, not a clean resume.
+    frames = await take(hub.stream(k, delivered[-1]), 1)
+    assert frames[0].startswith(b"event: reset")
+    await hub.close()
