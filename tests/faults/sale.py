@@ -12,8 +12,8 @@ is recorded. What a client does, and what the suite therefore allows:
   with ``Retry-After``. Anything else (a 500, a 502, a 503 without ``Retry-After``) is a violation.
 
 A subscriber starts from ``/seats`` and streams from its ``last_event_id``. When the stream ends or breaks it
-reconnects with ``Last-Event-ID``, as an EventSource does; on ``event: reset`` it refetches ``/seats`` and
-ignores frames at or before that map's position. At the end its map must equal ``/seats``.
+reconnects with ``Last-Event-ID``, as an EventSource does; on ``event: reset`` it refetches ``/seats`` and streams
+again from that map's position, as the page does. At the end its map must equal ``/seats``.
 """
 from __future__ import annotations
 
@@ -179,12 +179,13 @@ async def watch(http: httpx.AsyncClient, w: SeatWatcher, stop: asyncio.Event) ->
                 event, entry_id, data = "message", None, []
                 async for line in r.aiter_lines():
                     if line == "":
-                        if event == "reset":
-                            w.resets += 1
+                        if event == "reset":  # as the page does (query_service/static/index.html): refetch
+                            w.resets += 1      # the map, then stream again from the map's own position
                             while (snap := await _snapshot(http, w.event_id)) is None and not stop.is_set():
                                 await asyncio.sleep(0.5)
                             if snap is not None:
                                 w.load(snap)
+                            break
                         elif event == "seats" and entry_id and data:
                             w.apply(entry_id, json.loads("\n".join(data)))
                         event, entry_id, data = "message", None, []
