@@ -91,6 +91,15 @@ class Component:
     def restarts(self) -> int:
         return supervisor.restarts(self.name)
 
+    def workers(self) -> set[int]:
+        """The worker processes our services' own supervisors run (aiohttp and uvicorn workers, via
+        multiprocessing spawn); empty for a single-process component."""
+        parent = self.pid()
+        if parent is None:
+            return set()
+        out = subprocess.run(["pgrep", "-P", str(parent), "-f", "spawn_main"], capture_output=True, text=True)
+        return {int(p) for p in out.stdout.split()}
+
     def healthy(self) -> bool:
         try:
             return self.running() and bool(self.health())

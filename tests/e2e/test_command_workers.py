@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 
 import httpx
 import pytest
@@ -15,9 +14,7 @@ pytestmark = pytest.mark.e2e
 
 
 def workers() -> set[int]:
-    supervisor = COMMAND.pid()  # the command service's own supervisor (itself run by supervisord)
-    out = subprocess.run(["pgrep", "-P", str(supervisor), "-f", "spawn_main"], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()}
+    return COMMAND.workers()  # the worker processes of the command service's own supervisor
 
 
 def test_a_crashed_worker_is_replaced(settings, api):

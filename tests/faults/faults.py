@@ -23,15 +23,6 @@ from infra import stack
 from infra.components import Component
 
 
-def children(comp: Component) -> set[int]:
-    """The worker processes a service's own supervisor runs (aiohttp workers, uvicorn workers)."""
-    parent = comp.pid()
-    if parent is None:
-        return set()
-    out = subprocess.run(["pgrep", "-P", str(parent), "-f", "spawn_main"], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()}
-
-
 @dataclass
 class Fault:
     name: str
@@ -40,17 +31,18 @@ class Fault:
     notes: dict = field(default_factory=dict)
 
 
-def kill_process(comp: Component) -> Fault:
+def kill_process(comp: Component, sig: signal.Signals = signal.SIGKILL, name: str | None = None) -> Fault:
+    """Signals the component's process; recovered once supervisord has restarted it and it is healthy."""
     state: dict = {}
 
     def inject() -> None:
         state["pid"], state["restarts"] = comp.pid(), comp.restarts()
-        os.kill(state["pid"], signal.SIGKILL)
+        os.kill(state["pid"], sig)
 
     def recovered() -> bool:
         return comp.restarts() > state["restarts"] and comp.pid() not in (None, state["pid"]) and comp.healthy()
 
-    return Fault(f"kill -9 {comp.name}", inject, recovered)
+    return Fault(name or f"kill -9 {comp.name}", inject, recovered)
 
 
 def connections(port: int) -> collections.Counter:
@@ -65,7 +57,7 @@ def kill_worker(comp: Component) -> Fault:
     state: dict = {}
 
     def inject() -> None:
-        workers = children(comp)
+        workers = comp.workers()
         assert len(workers) >= 2, f"{comp.name} runs {len(workers)} worker process(es); the fault needs 2"
         busy = connections(comp.ports[0])
         state["before"], state["victim"] = workers, max(workers, key=lambda w: (busy[w], -w))
@@ -73,7 +65,7 @@ def kill_worker(comp: Component) -> Fault:
         os.kill(state["victim"], signal.SIGKILL)
 
     def recovered() -> bool:
-        now = children(comp)
+        now = comp.workers()
         return state["victim"] not in now and len(now) == len(state["before"]) and comp.healthy()
 
     return Fault(f"kill -9 a {comp.name} worker", inject, recovered, state)
@@ -89,17 +81,7 @@ def redis_flushall(settings: Settings) -> Fault:
 def postgres_immediate_restart() -> Fault:
     """An immediate-mode shutdown (SIGQUIT to the postmaster: no checkpoint, crash recovery on start, every
     connection cut), then supervisord starts it again: the same as `pg_ctl restart -m immediate`."""
-    state: dict = {}
-
-    def inject() -> None:
-        state["pid"], state["restarts"] = stack.POSTGRES.pid(), stack.POSTGRES.restarts()
-        os.kill(state["pid"], signal.SIGQUIT)
-
-    def recovered() -> bool:
-        return (stack.POSTGRES.restarts() > state["restarts"] and stack.POSTGRES.pid() not in (None, state["pid"])
-                and stack.POSTGRES.healthy())
-
-    return Fault("immediate restart of PostgreSQL", inject, recovered)
+    return kill_process(stack.POSTGRES, signal.SIGQUIT, "immediate restart of PostgreSQL")
 
 
 POISON_MARK = "fault-suite-poison"
