@@ -29,9 +29,12 @@ def seat_feed(event_id: str) -> str:
 
 
 # Fields of a seat-feed entry (written by projectors/store.py FEED_LUA, read by query_service/feed.py): ``off``
-# the Kafka offset of the entry's last message, ``prev`` the ``off`` of the entry it follows (-1: the stream was
-# empty), ``data`` the SSE frame's JSON.
+# the Kafka offset of the entry's last message, ``prev`` the ``off`` of the entry it follows, ``data`` the SSE
+# frame's JSON. When the stream was empty, ``prev`` says why: FEED_PREV_FIRST, this is the event's first entry;
+# FEED_PREV_LOST, the event had entries before and Redis lost them (FLUSHALL, a restart without its data), so
+# nobody may resume across this entry, not even from "0-0" (a map fetched before the loss).
 FEED_OFF, FEED_PREV, FEED_DATA = "off", "prev", "data"
+FEED_PREV_FIRST, FEED_PREV_LOST = -1, -2
 
 
 def notifications(user_id: str) -> str:
@@ -48,4 +51,7 @@ def projector_paused_ack(group: str) -> str:
 
 # Revoked access tokens (common/revocation.py): a sorted set, score = when the entry may be forgotten (unix s);
 # members ``jti:<token id>`` (a logout) or ``sub:<user id>:<unix s>`` (every token of that user issued before).
+# The member ``complete`` (score +inf) says the set holds every revocation: the command service writes it when it
+# rebuilds the set from PostgreSQL (table revoked_tokens), so a set without it was lost (FLUSHALL) and is not trusted.
 REVOKED_TOKENS = "evently:auth:revoked"
+REVOKED_TOKENS_COMPLETE = "complete"

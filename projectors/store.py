@@ -36,12 +36,13 @@ READ_MODEL_COLLECTIONS = list(rm.COLLECTIONS)
 TOTAL_ID = "total"
 CACHE_LIMIT = 200_000
 
-# One entry per event per batch. ``prev`` is the ``off`` of the entry it follows (-1 on an empty stream): a reader
-# that delivered off N and then sees prev != N knows the stream lost entries in between (Redis lost data, or a
-# FLUSHALL recreated it) and resets its clients (query_service/feed.py) instead of leaving them a silent gap.
+# One entry per event per batch. ``prev`` is the ``off`` of the entry it follows: a reader that delivered off N and
+# then sees prev != N knows the stream lost entries in between (Redis lost data, or a FLUSHALL recreated it) and
+# resets its clients (query_service/feed.py) instead of leaving them a silent gap. On an empty stream ``prev`` is
+# ARGV[7]: keys.FEED_PREV_FIRST for the event's first entry, keys.FEED_PREV_LOST when the event had entries before.
 FEED_LUA = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local prev = '-1'
+local prev = ARGV[7]
 if last[1] then
   local f = last[1][2]
   for i = 1, #f, 2 do
@@ -422,7 +423,9 @@ class Store:
                     continue
                 self.counters[event_id] = {**new, "cv": cur["cv"] + 1}
             inv = [m for m in msgs if m.type in P.INVENTORY_TYPES]
-            return (event_id, inv, new["counts"]) if inv else None
+            # Whether the event's feed had entries before this batch (its counters had applied messages): if the
+            # stream turns out empty, Redis lost them.
+            return (event_id, inv, new["counts"], bool(cur.get("wm"))) if inv else None
         raise RuntimeError(f"event {event_id}: too many CAS conflicts")
 
     # ------------------------------------------------------------------ analytics rollups
@@ -476,9 +479,11 @@ class Store:
             pipe.execute()
 
     # ------------------------------------------------------------------ live seat feed
-    def append_feed(self, event_id: str, msgs: list[Msg], counts: dict[str, Any], done: float) -> str | None:
+    def append_feed(self, event_id: str, msgs: list[Msg], counts: dict[str, Any], had_entries: bool,
+                    done: float) -> str | None:
         """One stream entry per event per batch, after the read model has it; never appended twice for an
-        offset (the Lua script compares with the last entry's offset)."""
+        offset (the Lua script compares with the last entry's offset). ``had_entries``: the event had feed entries
+        before this batch, so an empty stream means they were lost (``prev`` = keys.FEED_PREV_LOST)."""
         last = self.redis.xrevrange(feed_key(event_id), count=1)
         last_off = int(last[0][1].get(keys.FEED_OFF.encode(), b"-1")) if last else -1
         msgs = [m for m in msgs if m.offset > last_off]
@@ -490,4 +495,4 @@ class Store:
         data = json.dumps({"event_id": event_id, "changes": changes}, separators=(",", ":"))
         return self._feed(keys=[feed_key(event_id)],
                           args=[max(m.offset for m in msgs), self.feed_maxlen, data, f"{done * 1000:.1f}", f"{occ:.1f}",
-                                f"{kts:.1f}"])
+                                f"{kts:.1f}", keys.FEED_PREV_LOST if had_entries else keys.FEED_PREV_FIRST])

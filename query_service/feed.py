@@ -17,7 +17,9 @@ The projector appends each applied batch of seat changes to the Redis Stream ``f
   ``last_id``: no gap, and the id check removes the overlap: no duplicate.
 * ``reset``: when entries after ``last_id`` may be gone (the head was trimmed past it, or an entry
   after it was deleted: ``XINFO STREAM``), the stream is gone while the client has a position, the
-  client's position is ahead of the stream (Redis lost data), or the id is not a stream id, the
+  client's position is ahead of the stream (Redis lost data), the client is at "0-0" but the stream's first entry
+  restarted it after a loss (``prev`` = FEED_PREV_LOST: its map may predate the lost entries), or the id is not a
+  stream id, the
   first frame is ``event: reset`` and the client refetches ``/seats``. (A client exactly at the
   last trimmed entry also gets a reset: harmless, it refetches.)
 """
@@ -164,12 +166,15 @@ class _Reader:
                 self.drop(sub)
 
     def breaks_chain(self, fields: dict[Any, Any]) -> bool:
-        """Seat-feed entries name the entry they follow (``prev``); notifications carry no chain."""
+        """Seat-feed entries name the entry they follow (``prev``); notifications carry no chain. An entry that
+        restarts a lost stream breaks it even for a reader that has delivered nothing yet: its subscribers joined
+        an empty stream, and the maps they hold may be older than what was lost."""
         off = _off(fields)
         if off is None:
             return False
-        prev = fields.get(keys.FEED_PREV) or fields.get(keys.FEED_PREV.encode())
-        broken = prev is not None and self.last_off is not None and int(prev) != self.last_off
+        prev = _prev(fields)
+        broken = prev == keys.FEED_PREV_LOST or (prev is not None and self.last_off is not None
+                                                  and prev != self.last_off)
         if not broken:
             self.last_off = off
         return broken
@@ -233,26 +238,28 @@ class StreamHub:
         try:
             if last_id is not None and await self.must_reset(key, last_id):
                 last_id, reset = None, True
+            if last_id is not None:
+                sent = parse_id(last_id)
+                # Backlog: everything after last_id that exists now, in pages.
+                cursor = last_id
+                while cursor is not None:
+                    page = await self.redis.xrange(key, min=f"({cursor}", max="+", count=self.batch)
+                    for entry_id, fields in page:
+                        if _prev(fields) == keys.FEED_PREV_LOST:  # Redis lost the stream after must_reset looked
+                            last_id, reset, cursor = None, True, None
+                            break
+                        frame = self.frame(entry_id, fields)
+                        sent = parse_id(as_str(entry_id))
+                        if frame is not None:
+                            yield frame
+                    else:
+                        cursor = as_str(page[-1][0]) if len(page) == self.batch else None
             if last_id is None:
                 tip = await self.redis.xrevrange(key, "+", "-", count=1)
                 tip_id = as_str(tip[0][0]) if tip else ZERO
                 sent = parse_id(tip_id)
                 if reset:
                     yield sse_frame("reset", tip_id, RESET_FRAME_DATA)
-            else:
-                sent = parse_id(last_id)
-                # Backlog: everything after last_id that exists now, in pages.
-                cursor = last_id
-                while True:
-                    page = await self.redis.xrange(key, min=f"({cursor}", max="+", count=self.batch)
-                    for entry_id, fields in page:
-                        frame = self.frame(entry_id, fields)
-                        sent = parse_id(as_str(entry_id))
-                        if frame is not None:
-                            yield frame
-                    if len(page) < self.batch:
-                        break
-                    cursor = as_str(page[-1][0])
             while True:
                 batches = [await sub.get()]
                 while not sub.empty():  # a client that fell behind gets what piled up in one write
@@ -287,6 +294,9 @@ class StreamHub:
                 raise
             return pos != (0, 0)  # the client saw entries that no longer exist
         info = {as_str(k): v for k, v in info.items()}
+        first = info.get("first-entry")
+        if pos == (0, 0) and first and _prev(first[1]) == keys.FEED_PREV_LOST:
+            return True  # "from the start", but the stream restarted after losing entries: the map predates them
         last_generated = parse_id(as_str(info.get("last-generated-id") or ZERO))
         if pos > last_generated:
             return True  # ahead of the stream: the stream was recreated
@@ -296,7 +306,6 @@ class StreamHub:
         if added > length:  # the head was trimmed (MAXLEN): is the client's next entry still there?
             if length == 0:
                 return pos < last_generated
-            first = info.get("first-entry")
             first_id = parse_id(as_str(first[0])) if first else last_generated
             return pos < first_id
         return False
@@ -310,9 +319,19 @@ class StreamHub:
                 await t
 
 
+def _field_int(fields: dict[Any, Any], name: str) -> int | None:
+    v = fields.get(name)
+    if v is None:
+        v = fields.get(name.encode())
+    return int(v) if v is not None else None
+
+
 def _off(fields: dict[Any, Any]) -> int | None:
-    off = fields.get(keys.FEED_OFF) or fields.get(keys.FEED_OFF.encode())
-    return int(off) if off is not None else None
+    return _field_int(fields, keys.FEED_OFF)
+
+
+def _prev(fields: dict[Any, Any]) -> int | None:
+    return _field_int(fields, keys.FEED_PREV)
 
 
 def seat_frame(entry_id: str, fields: dict[str, str]) -> bytes | None:

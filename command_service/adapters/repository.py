@@ -218,6 +218,21 @@ class Repository:
         self.queue("UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL "
                    "AND expires_at > now()", (user_id,))
 
+    async def record_revocations(self, members: dict[str, float]) -> None:
+        """Revocations (common/revocation.py members -> when they may be forgotten, unix s), in this transaction."""
+        for member, forget_at in members.items():
+            self.queue("INSERT INTO revoked_tokens (member, forget_at) VALUES (%s, to_timestamp(%s)) "
+                       "ON CONFLICT (member) DO UPDATE SET forget_at = greatest(revoked_tokens.forget_at, "
+                       "excluded.forget_at)", (member, forget_at))
+
+    async def live_revocations(self) -> dict[str, float]:
+        rows = await self._execute("SELECT member, extract(epoch FROM forget_at)::float8 AS forget_at "
+                                   "FROM revoked_tokens WHERE forget_at > now()")
+        return {r["member"]: r["forget_at"] for r in rows}
+
+    async def purge_revocations(self) -> None:
+        self.queue("DELETE FROM revoked_tokens WHERE forget_at < now() - interval '1 hour'")
+
     async def purge_refresh_tokens(self) -> int:
         rows = await self._execute("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day' "
                                    "RETURNING 1")

@@ -480,7 +480,7 @@ async def services_ctx(app: web.Application):
     if s.rate_limits_enabled:
         app[LIMITS] = Limits.of(s, redis_pool)
     tasks = [asyncio.create_task(sweeper.run(svc, pool, app[IDEMPOTENCY], s.sweep_interval_seconds)),
-             asyncio.create_task(app[REVOCATIONS].follow(client))]
+             asyncio.create_task(app[REVOCATIONS].follow(client, source=lambda: _live_revocations(svc)))]
     yield
     for t in tasks:
         t.cancel()
@@ -488,6 +488,12 @@ async def services_ctx(app: web.Application):
     await client.aclose()
     await redis_pool.aclose()
     await pool.close()
+
+
+async def _live_revocations(svc: Services) -> dict[str, float]:
+    """The record the Redis revocation set is rebuilt from (common/revocation.py)."""
+    async with svc.uow() as uow:
+        return await uow.repo.live_revocations()
 
 
 def create_app(settings: Settings | None = None) -> web.Application:

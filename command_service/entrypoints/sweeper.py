@@ -35,7 +35,8 @@ async def run(svc: Services, pool: AsyncConnectionPool, idempotency: Idempotency
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_EVERY
                 await idempotency.purge_expired()
-                async with svc.uow() as uow:  # refresh tokens expired for over a day
+                async with svc.uow() as uow:  # refresh tokens expired for over a day, revocations long past
+                    await uow.repo.purge_revocations()
                     await uow.repo.purge_refresh_tokens()
                     await uow.commit()
                 purged = await outbox.purge(pool, svc.settings.outbox_retention_seconds)

@@ -81,14 +81,17 @@ def _digest(refresh_token: str) -> str:
 async def refresh_token(cmd: commands.RefreshToken, svc: Services) -> dict[str, Any]:
     """Rotate: the presented token is used up and the next one of its family issued. A token presented a second
     time means it was copied: the whole family (and its live access tokens) is revoked, and the answer is 401."""
-    reused: list[tuple[str, Any]] = []
+    reused: revocation.Members = {}
     async with svc.uow() as uow:
         row, fresh = await uow.repo.use_refresh_token(_digest(cmd.refresh_token))
         if row is None:
             raise errors.Unauthenticated("unknown refresh token")
         if not fresh:
             if row["used_at"] is not None and row["revoked_at"] is None:
-                reused = await uow.repo.revoke_refresh_family(str(row["family_id"]))
+                reused = revocation.token_members(
+                    {jti: expires.timestamp()
+                     for jti, expires in await uow.repo.revoke_refresh_family(str(row["family_id"]))})
+                await uow.repo.record_revocations(reused)
                 await uow.commit()
                 log.warning("refresh_token_reused", user_id=str(row["user_id"]), family_id=str(row["family_id"]))
         else:
@@ -98,7 +101,7 @@ async def refresh_token(cmd: commands.RefreshToken, svc: Services) -> dict[str, 
             tokens = await _new_tokens(uow, svc, user, family_id=str(row["family_id"]))
             await uow.commit()
             return tokens
-    await revocation.revoke_tokens(svc.redis, {jti: expires.timestamp() for jti, expires in reused})
+    await revocation.publish(svc.redis, reused)
     raise errors.Unauthenticated("this refresh token was already used, expired or revoked")
 
 
@@ -107,9 +110,11 @@ async def logout(cmd: commands.Logout, svc: Services) -> None:
     async with svc.uow() as uow:
         family = await uow.repo.refresh_family_of(cmd.actor.jti)
         live = await uow.repo.revoke_refresh_family(family) if family else []
+        revoked = revocation.token_members({cmd.actor.jti: cmd.actor.expires_at,
+                                            **{jti: expires.timestamp() for jti, expires in live}})
+        await uow.repo.record_revocations(revoked)
         await uow.commit()
-    await revocation.revoke_tokens(svc.redis, {cmd.actor.jti: cmd.actor.expires_at,
-                                               **{jti: expires.timestamp() for jti, expires in live}})
+    await revocation.publish(svc.redis, revoked)
 
 
 async def _change_user(cmd: commands.SetUserRole | commands.DisableUser, svc: Services, **changes: Any) -> User:
@@ -125,9 +130,11 @@ async def _change_user(cmd: commands.SetUserRole | commands.DisableUser, svc: Se
         user = user.changed(**changes)
         await uow.repo.save_user(user)
         await uow.repo.revoke_user_refresh_tokens(user.id)
+        revoked = revocation.user_member(user.id, svc.settings.jwt_ttl_seconds)
+        await uow.repo.record_revocations(revoked)
         uow.emit(UserUpdated.of(user))
         await uow.commit()
-    await revocation.revoke_user(svc.redis, user.id, svc.settings.jwt_ttl_seconds)
+    await revocation.publish(svc.redis, revoked)
     return user
 
 

@@ -160,3 +160,40 @@ def test_the_users_read_model_filters_by_role(q, c, admin):
                  headers=bearer(admin["access_token"]))
     assert none.status_code == 200 and none.json()["total"] == 0
     assert q.get("/api/v1/admin/users", params={"role": "root"}, headers=bearer(admin["access_token"])).status_code == 400
+
+
+def test_revocations_survive_redis_losing_them(c, q, admin, settings):
+    """Found by the fault suite (FLUSHALL): the Redis set was the only copy of the revocations, so logged-out and
+    disabled users' tokens worked again. PostgreSQL keeps the record; the command service rebuilds the set, and a
+    process that finds the set lost keeps what it knew meanwhile: the tokens are refused throughout."""
+    import jwt
+    import redis
+
+    from contracts import keys
+
+    out, disabled = new_user(c), new_user(c)
+    assert c.post("/api/v1/auth/logout", headers=bearer(out["access_token"])).status_code == 204
+    assert c.post(f"/api/v1/admin/users/{disabled['id']}/disable",
+                  headers=bearer(admin["access_token"])).status_code == 200
+    for token in (out["access_token"], disabled["access_token"]):
+        refused_on_both(c, q, token)
+    rds = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        rds.delete(keys.REVOKED_TOKENS)  # what FLUSHALL does to it
+        deadline = time.monotonic() + 3 * 1.0 + 1  # a few polls of every process
+        while time.monotonic() < deadline:
+            for token in (out["access_token"], disabled["access_token"]):
+                assert q.get("/api/v1/me/orders", headers=bearer(token)).status_code == 401
+                assert c.post("/api/v1/events/00000000-0000-4000-8000-000000000000/waitlist", headers=bearer(token),
+                              json={"quantity": 1}).status_code == 401
+            time.sleep(0.1)
+        members = set(rds.zrange(keys.REVOKED_TOKENS, 0, -1))
+        assert keys.REVOKED_TOKENS_COMPLETE in members
+        assert any(m.startswith(f"sub:{disabled['id']}:") for m in members)
+        # One entry lost on its own (as if its Redis write had failed) comes back with the next sync.
+        jti = "jti:" + jwt.decode(out["access_token"], options={"verify_signature": False})["jti"]
+        assert jti in members
+        rds.zrem(keys.REVOKED_TOKENS, jti)
+        eventually(lambda: rds.zscore(keys.REVOKED_TOKENS, jti) is not None, timeout=10, interval=0.2)
+    finally:
+        rds.close()

@@ -130,15 +130,24 @@ class SeatWatcher:
     resets: int = 0
     reconnects: int = 0
     errors: list[str] = field(default_factory=list)
+    # What this subscriber did, newest last (time, what, position): a failure names the steps that led to it.
+    trace: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
+
+    def note(self, what: str, position: str | None = None) -> None:
+        self.trace.append((round(time.time(), 3), what, position))
 
     def load(self, snapshot: dict[str, Any]) -> None:
         self.seats = {s["id"]: s["status"] for s in snapshot["seats"]}
         self.ga = {g["section"]: g["available"] for g in snapshot.get("general_admission", [])}
         self.position = snapshot["last_event_id"]
+        self.note("snapshot", self.position)
 
     def apply(self, entry_id: str, data: dict[str, Any]) -> None:
         if _pos(entry_id) <= _pos(self.position):
+            self.note("skip", entry_id)
             return  # already in the map this subscriber holds (it was fetched after this frame)
+        self.note("frame " + ",".join(f"{ch.get('seat') or ch.get('section')}={ch.get('status', ch.get('available'))}"
+                                      for ch in data["changes"]), entry_id)
         for ch in data["changes"]:
             if "seat" in ch:
                 self.seats[ch["seat"]] = ch["status"]
@@ -168,6 +177,7 @@ async def watch(http: httpx.AsyncClient, w: SeatWatcher, stop: asyncio.Event) ->
         return
     w.load(snap)
     while not stop.is_set():
+        w.note("connect", w.position)
         try:
             async with http.stream("GET", f"/api/v1/events/{w.event_id}/seats/stream",
                                    headers={"Last-Event-ID": w.position},
@@ -181,6 +191,7 @@ async def watch(http: httpx.AsyncClient, w: SeatWatcher, stop: asyncio.Event) ->
                     if line == "":
                         if event == "reset":  # as the page does (query_service/static/index.html): refetch
                             w.resets += 1      # the map, then stream again from the map's own position
+                            w.note("reset", entry_id)
                             while (snap := await _snapshot(http, w.event_id)) is None and not stop.is_set():
                                 await asyncio.sleep(0.5)
                             if snap is not None:

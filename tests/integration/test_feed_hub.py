@@ -8,6 +8,7 @@ import uuid
 import pytest
 import redis.asyncio
 
+from contracts import keys
 from query_service.feed import StreamHub, seat_frame
 
 pytestmark = pytest.mark.integration
@@ -172,3 +173,95 @@ async def test_a_recreated_stream_resets_its_subscribers_instead_of_a_silent_gap
     frames = await take(hub.stream(k, delivered[-1]), 1)
     assert frames[0].startswith(b"event: reset")
     await hub.close()
+
+
+async def test_a_map_from_before_a_loss_cannot_resume_from_the_start(rds):
+    """Found by the fault suite (FLUSHALL mid-sale): after the reset the page refetched /seats and got the micro-cache's
+    stale-while-revalidate body, built before the event's first entry ("0-0"). Streaming from "0-0" on the restarted
+    stream skipped every entry that was lost. The projector marks the restart (prev = FEED_PREV_LOST), and a client
+    at "0-0" is reset on it."""
+    hub = StreamHub(rds, seat_frame, kind="test", block_ms=200)
+    k = key()
+    ids = await chained(rds, k, range(0, 3), keys.FEED_PREV_FIRST)
+    frames = await take(hub.stream(k, "0-0"), 3)  # before the loss, "0-0" is the whole stream
+    assert [frame_id(f) for f in frames] == ids
+    await rds.delete(k)
+    await chained(rds, k, range(7, 9), keys.FEED_PREV_LOST)
+    frames = await take(hub.stream(k, "0-0"), 1)
+    assert frames[0].startswith(b"event: reset")
+    await hub.close()
+
+
+async def test_subscribers_that_joined_an_empty_stream_are_reset_when_it_restarts_after_a_loss(rds):
+    """A reader that started on the emptied stream has delivered nothing, so it has no chain to compare with; the
+    restart entry still ends its streams: the maps its subscribers hold may be older than what was lost."""
+    hub = StreamHub(rds, seat_frame, kind="test", block_ms=200)
+    k = key()
+    got: list[bytes] = []
+
+    async def follow():
+        async for chunk in hub.stream(k, "0-0"):
+            got.extend(f for f in chunk.split(b"\r\n\r\n") if f and not f.startswith(b":"))
+
+    live = asyncio.create_task(follow())
+    await asyncio.sleep(0.3)
+    await chained(rds, k, range(7, 9), keys.FEED_PREV_LOST)
+    await asyncio.wait_for(live, 5)  # ended, not delivered past the loss
+    assert got == []
+    frames = await take(hub.stream(k, "0-0"), 1)  # the client comes back from where it was: reset
+    assert frames[0].startswith(b"event: reset")
+    # A client that joins after the restart, from the restart's own position, streams on normally.
+    tip = (await rds.xrevrange(k, count=1))[0][0]
+    follower = hub.stream(k, tip)
+    more = await chained(rds, k, range(9, 10), 8)
+    frames = await take(follower, 1)
+    assert [frame_id(f) for f in frames] == more
+    await hub.close()
+
+
+async def test_a_restart_found_in_the_backlog_resets_the_client(rds):
+    """Redis can lose the stream between the resume check and the backlog read: the backlog then starts with the
+    restart entry, and the client is reset there instead of being handed the new stream as if it followed."""
+    hub = StreamHub(rds, seat_frame, kind="test", block_ms=200)
+    k = key()
+    ids = await chained(rds, k, range(0, 3), keys.FEED_PREV_FIRST)
+    await rds.xadd(k, {"data": '{"n":9}', "off": 9, "prev": keys.FEED_PREV_LOST})  # as if the race happened
+    frames = await take(hub.stream(k, ids[0]), 3)
+    assert [frame_id(f) for f in frames[:2]] == ids[1:]
+    assert frames[2].startswith(b"event: reset")
+    await hub.close()
+
+
+def test_the_projector_marks_a_stream_it_restarts_after_a_loss(settings):
+    """projectors/store.py append_feed: the event's first entry says FEED_PREV_FIRST, the next names its predecessor,
+    and an entry written to an emptied stream of an event that had entries says FEED_PREV_LOST."""
+    import redis as sync_redis
+
+    from projectors.projection import Msg
+    from projectors.store import Store
+
+    client = sync_redis.Redis.from_url(settings.redis_url)
+    store = Store(None, client)
+    event_id = f"test-{uuid.uuid4()}"
+    k = keys.seat_feed(event_id)
+
+    def msg(offset: int) -> Msg:
+        return Msg("inventory", 0, offset, {"type": "SeatsHeld", "id": str(uuid.uuid4()), "aggregate_id": event_id,
+                                           "data": {"seats": [{"seat_id": f"A-1-{offset}", "status": "held"}]}})
+
+    def prevs() -> list[int]:
+        return [int(f[keys.FEED_PREV.encode()]) for _, f in client.xrange(k)]
+
+    try:
+        store.append_feed(event_id, [msg(5)], {}, False, 0.0)
+        store.append_feed(event_id, [msg(6), msg(7)], {}, True, 0.0)
+        store.append_feed(event_id, [msg(7)], {}, True, 0.0)  # a redelivery: not appended twice
+        assert prevs() == [keys.FEED_PREV_FIRST, 5]
+        client.delete(k)  # Redis loses it
+        store.append_feed(event_id, [msg(9)], {}, True, 0.0)
+        assert prevs() == [keys.FEED_PREV_LOST]
+    finally:
+        client.delete(k)
+        store.pool.shutdown()
+        store.stages.shutdown()
+        client.close()
