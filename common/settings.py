@@ -19,7 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PORTS = {"postgres": 15432, "redis": 16379, "kafka": 19092, "kafka-controller": 19093, "connect": 18083,
-               "ferretdb": 27027, "ferretdb-debug": 18088, "command": 8001, "query": 8002, "projector": 8003}
+               "ferretdb": 27027, "ferretdb-debug": 18088, "command": 8001, "query": 8002, "projector": 8003,
+               "devpay": 8004}
 LOCAL_PG = ("evently", "evently", "evently")  # user, password, database of the local stack
 # Secrets that were published in this repository's history: never accepted outside EVENTLY_ENV=dev.
 PUBLISHED_SECRETS = frozenset({"dev-only-secret-change-me-0123456789abcdef"})
@@ -94,6 +95,24 @@ class Settings(BaseSettings):
     sse_queue_size: int = 256             # frames buffered per SSE client; a client that falls further behind is dropped
     sse_ping_seconds: float = 10.0        # heartbeat comment interval (CONTRACT: at most 15 s)
     sse_send_timeout_seconds: float = 10.0  # a client that does not take a frame for this long is disconnected
+
+    # Payments (CONTRACT v2 "Orders, payments and refunds"; issue 13)
+    payment_provider: Literal["devpay", "stripe"] = "devpay"
+    payment_window_seconds: float = 600.0  # a pending_payment order keeps its seats this long
+    # devpay, the local payment provider (infra/devpay/): its own process; the same key and secret on both sides
+    devpay_host: str = LOCAL_HOST
+    devpay_port: int = LOCAL_PORTS["devpay"]
+    devpay_url: str = f"http://{LOCAL_HOST}:{LOCAL_PORTS['devpay']}"
+    devpay_public_url: str = ""       # where buyers' browsers reach its checkout page (default: devpay_url)
+    devpay_api_key: str = ""          # the local stack makes one per stack (infra/config.py)
+    devpay_webhook_secret: str = ""   # HMAC key of Devpay-Signature (contracts/payments.py)
+    devpay_webhook_url: str = f"http://{LOCAL_HOST}:{LOCAL_PORTS['command']}/api/v1/payments/devpay/webhook"
+    devpay_db: str = ".stack/data/devpay/devpay.sqlite3"
+    devpay_retry_max_seconds: float = 30.0  # the longest pause between two attempts of one webhook
+    # Stripe (EVENTLY_PAYMENT_PROVIDER=stripe): PaymentIntents through the official SDK
+    stripe_api_key: str = ""
+    stripe_webhook_secret: str = ""   # the endpoint's signing secret (whsec_...)
+    stripe_api_base: str = ""         # empty: Stripe itself; the tests point it at stripe-mock
 
 
 @lru_cache

@@ -19,6 +19,7 @@ STACK = pathlib.Path(os.environ.get("EVENTLY_STACK_DIR", ROOT / ".stack")).resol
 KAFKA_VERSION = "4.3.1"
 DEBEZIUM_VERSION = "3.7.0.Final"
 FERRETDB_VERSION = "v1.24.0"
+STRIPE_MOCK_VERSION = "v0.203.0"  # tests only: the Stripe adapter's requests (tests/integration/test_payment_adapters.py)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ _WHAT = {
     "command": ("EVENTLY_COMMAND_PORT", "command service HTTP API"),
     "query": ("EVENTLY_QUERY_PORT", "query service HTTP API + SSE"),
     "projector": ("EVENTLY_PROJECTOR_METRICS_PORT", "projector worker /metrics"),
+    "devpay": ("EVENTLY_DEVPAY_PORT", "devpay, the local payment provider (API, checkout page)"),
 }
 # The default ports are common/settings.py's LOCAL_PORTS (one table for the stack and the services' defaults).
 PORTS = {name: Port(env, LOCAL_PORTS[name], what) for name, (env, what) in _WHAT.items()}
@@ -69,10 +71,16 @@ def paths() -> dict[str, pathlib.Path]:
 def jwt_secret() -> str:
     """The local stack's JWT secret: random, made once per stack (``.stack/conf/jwt-secret``, mode 0600), so no
     secret a token could be forged with is ever published."""
-    path = STACK / "conf" / "jwt-secret"
+    return stack_secret("jwt-secret")
+
+
+def stack_secret(name: str) -> str:
+    """A random secret made once per stack (``.stack/conf/<name>``, mode 0600): the JWT secret, devpay's API key
+    and webhook secret."""
+    path = STACK / "conf" / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".jwt-secret.{os.getpid()}")
+        tmp = path.with_name(f".{name}.{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
@@ -101,6 +109,13 @@ def service_env() -> dict[str, str]:
         "EVENTLY_QUERY_HOST": HOST,
         "EVENTLY_QUERY_PORT": str(port("query")),
         "EVENTLY_PROJECTOR_METRICS_PORT": str(port("projector")),
+        "EVENTLY_DEVPAY_PORT": str(port("devpay")),
+        "EVENTLY_DEVPAY_URL": f"http://{HOST}:{port('devpay')}",
+        "EVENTLY_DEVPAY_API_KEY": os.environ.get("EVENTLY_DEVPAY_API_KEY") or stack_secret("devpay-api-key"),
+        "EVENTLY_DEVPAY_WEBHOOK_SECRET": (os.environ.get("EVENTLY_DEVPAY_WEBHOOK_SECRET")
+                                          or stack_secret("devpay-webhook-secret")),
+        "EVENTLY_DEVPAY_WEBHOOK_URL": f"http://{HOST}:{port('command')}/api/v1/payments/devpay/webhook",
+        "EVENTLY_DEVPAY_DB": str(STACK / "data" / "devpay" / "devpay.sqlite3"),
         # The test and load suites run thousands of accounts and streams from 127.0.0.1: the local stack raises
         # the per-address limits (tests/e2e/test_rate_limits.py checks the production defaults on its own
         # processes). Export any of these to try other values.

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from infra import config
 from infra.progress import StepFailed, run_step, say
@@ -26,6 +27,7 @@ CACHE = config.STACK / "cache"
 KAFKA_LIBS = CACHE / f"kafka-{config.KAFKA_VERSION}" / "libs"
 CONNECT_PLUGINS = CACHE / f"connect-plugins-{config.DEBEZIUM_VERSION}"
 FERRETDB_BIN = CACHE / "bin" / f"ferretdb-{config.FERRETDB_VERSION}"
+STRIPE_MOCK_BIN = CACHE / "bin" / f"stripe-mock-{config.STRIPE_MOCK_VERSION}"
 MAVEN = config.ROOT / "infra" / "maven"
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_TEST_DIR = config.ROOT / "tests" / "e2e" / "browser"
@@ -87,32 +89,53 @@ def ensure_debezium() -> None:
                 f"Debezium {config.DEBEZIUM_VERSION} PostgreSQL connector")
 
 
-def ensure_ferretdb() -> None:
-    if FERRETDB_BIN.exists():
-        return
+def _go_module_source(name: str, module: str, version: str, log: Path) -> Path:
+    """A writable copy of ``module@version`` from the Go module proxy. `go install module@version` refuses here:
+    it also asks the proxy for the module's version list (for deprecation notices), which the proxy this machine
+    reaches does not serve. So: download the exact version, then build it in a copy."""
     go = _need("go", "install Go >= 1.22")
-    module = f"github.com/FerretDB/FerretDB@{config.FERRETDB_VERSION}"
-    log = CACHE / "logs" / "go-ferretdb.log"
-    # `go install module@version` refuses here: it also asks the proxy for the module's version
-    # list (for deprecation notices), which the proxy this machine reaches does not serve. So:
-    # download the exact version from the Go module proxy, then build it in a writable copy.
-    env = {"GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-    out = run_step(f"go: downloading FerretDB {config.FERRETDB_VERSION} from the Go module proxy",
-                   [go, "mod", "download", "-json", module], log, route="Go module proxy (FerretDB)", env=env)
+    out = run_step(f"go: downloading {name} {version} from the Go module proxy",
+                   [go, "mod", "download", "-json", f"{module}@{version}"], log, route=f"Go module proxy ({name})",
+                   env=GO_ENV)
     info = json.loads(out[out.index("{"):out.rindex("}") + 1])
-    src = CACHE / "src" / f"ferretdb-{config.FERRETDB_VERSION}"
+    src = CACHE / "src" / f"{name.lower()}-{version}"
     if src.exists():
         shutil.rmtree(src)
     shutil.copytree(info["Dir"], src)
     for d in [src, *src.rglob("*")]:
         if d.is_dir():
             d.chmod(0o755)
+    return src
+
+
+GO_ENV = {"GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+
+
+def ensure_ferretdb() -> None:
+    if FERRETDB_BIN.exists():
+        return
+    log = CACHE / "logs" / "go-ferretdb.log"
+    src = _go_module_source("FerretDB", "github.com/FerretDB/FerretDB", config.FERRETDB_VERSION, log)
     # FerretDB's release builds write this file from `git describe`; the module zip has it empty.
     (src / "build" / "version" / "version.txt").write_text(config.FERRETDB_VERSION + "\n")
     FERRETDB_BIN.parent.mkdir(parents=True, exist_ok=True)
     run_step("go: building FerretDB (first run only, ~1-2 min)",
-             [go, "build", "-trimpath", "-o", str(FERRETDB_BIN), "./cmd/ferretdb"], log,
-             route="Go module proxy (FerretDB dependencies) + local go build", env=env, cwd=src)
+             [_need("go", "install Go >= 1.22"), "build", "-trimpath", "-o", str(FERRETDB_BIN), "./cmd/ferretdb"],
+             log, route="Go module proxy (FerretDB dependencies) + local go build", env=GO_ENV, cwd=src)
+
+
+def ensure_stripe_mock() -> Path:
+    """Stripe's mock API server, for the Stripe adapter's tests (not part of `make up`: devpay is the local
+    provider). Built from the Go module proxy like FerretDB."""
+    if STRIPE_MOCK_BIN.exists():
+        return STRIPE_MOCK_BIN
+    log = CACHE / "logs" / "go-stripe-mock.log"
+    src = _go_module_source("stripe-mock", "github.com/stripe/stripe-mock", config.STRIPE_MOCK_VERSION, log)
+    STRIPE_MOCK_BIN.parent.mkdir(parents=True, exist_ok=True)
+    run_step("go: building stripe-mock (first test run only, ~30 s)",
+             [_need("go", "install Go >= 1.22"), "build", "-trimpath", "-o", str(STRIPE_MOCK_BIN), "."], log,
+             route="Go module proxy (stripe-mock dependencies) + local go build", env=GO_ENV, cwd=src)
+    return STRIPE_MOCK_BIN
 
 
 def ensure_chromium() -> None:

@@ -76,3 +76,12 @@ class AlreadyWaiting(DomainError):
     """The buyer already has an active (waiting or offered) entry on this event's waitlist."""
 
     code = "ALREADY_ON_WAITLIST"
+
+
+class DependencyUnavailable(DomainError):
+    """An outside system the command needs (the payment provider) did not answer: 503 with ``Retry-After``."""
+
+    code = "DEPENDENCY_UNAVAILABLE"
+
+    def __init__(self, dependency: str, message: str) -> None:
+        super().__init__(message, {"dependency": dependency})
