@@ -21,7 +21,7 @@ from __future__ import annotations
 import abc
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import aiohttp
 import structlog
@@ -86,7 +86,7 @@ class PaymentProvider(abc.ABC):
     async def refund(self, *, order_id: str, payment_id: str, amount: int, reason: str) -> Refund: ...
 
     @abc.abstractmethod
-    def parse_webhook(self, headers: dict[str, str], body: bytes) -> WebhookEvent: ...
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent: ...
 
     async def close(self) -> None:
         return None
@@ -179,7 +179,7 @@ class DevpayProvider(PaymentProvider):
                                                          "reason": reason[:200]}, key=f"refund:{order_id}")
         return Refund(id=d["id"], payment_id=d["payment_id"], status=d["status"], amount=d["amount"])
 
-    def parse_webhook(self, headers: dict[str, str], body: bytes) -> WebhookEvent:
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         P.verify(self.secret, headers.get(P.SIGNATURE_HEADER) or headers.get(P.SIGNATURE_HEADER.lower()), body)
         try:
             event = json.loads(body)

@@ -233,6 +233,15 @@ class Repository:
     async def purge_revocations(self) -> None:
         self.queue("DELETE FROM revoked_tokens WHERE forget_at < now() - interval '1 hour'")
 
+    # --- payments --------------------------------------------------------------------------
+    async def record_payment_webhook(self, provider: str, event: Any, payload: dict[str, Any]) -> bool:
+        """False when this provider event was recorded before (the provider sent it again)."""
+        row = await self._one(
+            "INSERT INTO payment_webhooks (provider, event_id, type, object_id, reference, status, payload) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (provider, event_id) DO NOTHING RETURNING 1",
+            (provider, event.id, event.type, event.object_id, event.reference, event.status, Jsonb(payload)))
+        return row is not None
+
     async def purge_refresh_tokens(self) -> int:
         rows = await self._execute("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day' "
                                    "RETURNING 1")

@@ -15,7 +15,7 @@ The tests run it against stripe-mock (Stripe's own mock server), and sign webhoo
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import stripe
 import structlog
@@ -110,7 +110,7 @@ class StripeProvider(PaymentProvider):
         status = r["status"] if r["status"] in ("pending", "succeeded", "failed") else "pending"
         return Refund(id=r["id"], payment_id=payment_id, status=status, amount=r["amount"])
 
-    def parse_webhook(self, headers: dict[str, str], body: bytes) -> WebhookEvent:
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         header = headers.get(SIGNATURE_HEADER) or headers.get(SIGNATURE_HEADER.lower())
         try:
             event = stripe.Webhook.construct_event(body, header, self.webhook_secret)

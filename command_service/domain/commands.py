@@ -242,3 +242,11 @@ def parse(command: type[C], body: Any, **context: Any) -> C:
             where = printable(".".join(str(p) for p in err["loc"])) or "body"
             details.setdefault(where, err["msg"])
         raise errors.ValidationError("invalid request", details) from None
+
+
+# --- payments -----------------------------------------------------------------------------
+class RecordPaymentWebhook(Command):
+    """A webhook the provider's adapter has verified (command_service/adapters/payments.py ``parse_webhook``)."""
+    provider: str
+    event: Any  # adapters.payments.WebhookEvent
+    payload: dict[str, Any]

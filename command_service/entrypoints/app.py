@@ -39,8 +39,10 @@ from common.ratelimit import RateLimited, RateLimiter, RateLimitItem
 from common.revocation import Revocations
 from common.settings import Settings, get_settings, require_secure_secret
 from contracts.errors import CODE_FOR_STATUS, STATUS, ErrorBody, error_body
+from contracts.payments import BadSignature
 from command_service import metrics
 from command_service.adapters.idempotency import IdempotencyStore
+from command_service.adapters.payments import provider_for
 from command_service.adapters.seat_locks import SeatLocks
 from command_service.domain import commands, errors
 from command_service.entrypoints import sweeper
@@ -167,8 +169,9 @@ IDEMPOTENCY_KEY = Param("Idempotency-Key", "header", "1 to 200 characters: a rep
 # Not replayed (CONTRACT "Idempotency" note in README "Security"): the auth endpoints hand out tokens, which must
 # never be stored, and their callers are anonymous (no per-user key space). A repeat simply runs again: register
 # answers 409 for a taken email, and a login or refresh is safe to repeat.
+# The payment provider's webhook is deduplicated by the provider's own event id instead (its retries carry no key).
 NOT_IDEMPOTENT = frozenset({"/api/v1/auth/register", "/api/v1/auth/token", "/api/v1/auth/refresh",
-                            "/api/v1/auth/logout"})
+                            "/api/v1/auth/logout", "/api/v1/payments/{provider}/webhook"})
 
 
 TITLE, VERSION = "Evently command service", "1.0.0"
@@ -329,6 +332,27 @@ async def leave_waitlist(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@route("POST", "/api/v1/payments/{provider}/webhook", "The payment provider's signed webhook",
+       response=schemas.WebhookReceipt, auth=False, errors_=(400, 404), tags=("payments",),
+       description="Called by the provider, not by clients: `devpay` signs with `Devpay-Signature` "
+                   "(t=<unix>,v1=<hex HMAC-SHA256 of \"t.body\">), `stripe` with `Stripe-Signature`. 200 once "
+                   "recorded; the same provider event again is recorded once (`duplicate: true`). 400 "
+                   "`VALIDATION_ERROR` on a missing, wrong or older than 5 minutes signature; 404 for a provider "
+                   "this deployment does not use (`EVENTLY_PAYMENT_PROVIDER`).")
+async def payment_webhook(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    provider = request.match_info["provider"]
+    if provider != svc.payments.name:
+        raise errors.NotFound(f"this deployment takes payments through {svc.payments.name!r}, not {provider!r}")
+    raw = await request.read()
+    try:
+        event = svc.payments.parse_webhook(request.headers, raw)
+    except BadSignature as exc:
+        raise errors.ValidationError(f"webhook refused: {exc}", {"signature": str(exc)}) from None
+    cmd = commands.RecordPaymentWebhook(provider=provider, event=event, payload=json.loads(raw))
+    return web.json_response(await handlers.handle(cmd, svc))
+
+
 @route("GET", "/health", "Health of PostgreSQL and Redis (503 names the failed one)", response=Health,
        auth=False, tags=("operations",))
 async def health(request: web.Request) -> web.Response:
@@ -474,7 +498,8 @@ async def services_ctx(app: web.Application):
     redis_pool = redis.asyncio.BlockingConnectionPool.from_url(
         s.redis_url, max_connections=s.redis_pool_size, timeout=5, socket_timeout=5, socket_connect_timeout=2)
     client = redis.asyncio.Redis(connection_pool=redis_pool)
-    svc = Services(uow=lambda: UnitOfWork(pool), locks=SeatLocks(client), settings=s, redis=client)
+    svc = Services(uow=lambda: UnitOfWork(pool), locks=SeatLocks(client), settings=s, redis=client,
+                   payments=provider_for(s))
     app[POOL], app[SERVICES] = pool, svc
     app[IDEMPOTENCY] = IdempotencyStore(pool, s.jwt_secret)
     if s.rate_limits_enabled:
@@ -485,6 +510,7 @@ async def services_ctx(app: web.Application):
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await svc.payments.close()
     await client.aclose()
     await redis_pool.aclose()
     await pool.close()

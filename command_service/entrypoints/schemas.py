@@ -125,3 +125,7 @@ class WaitlistJoined(ResponseModel):
     section: str | None
     created_at: DateTime
 
+
+class WebhookReceipt(ResponseModel):
+    received: Literal[True]
+    duplicate: bool = Field(description="this provider event was recorded before (the provider sent it again)")

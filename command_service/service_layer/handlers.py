@@ -431,6 +431,17 @@ async def leave_waitlist(cmd: commands.LeaveWaitlist, svc: Services) -> None:
     await lock_offers(svc, offers)
 
 
+async def record_payment_webhook(cmd: commands.RecordPaymentWebhook, svc: Services) -> dict[str, Any]:
+    """Record a verified webhook once per provider event id (the provider retries until it gets a 2xx, and may
+    send an event twice). The order lifecycle acts on the recorded rows (issue 13, next step)."""
+    async with svc.uow() as uow:
+        new = await uow.repo.record_payment_webhook(cmd.provider, cmd.event, cmd.payload)
+        await uow.commit()
+    log.info("payment_webhook", provider=cmd.provider, type=cmd.event.type, object_id=cmd.event.object_id,
+             duplicate=not new)
+    return {"received": True, "duplicate": not new}
+
+
 HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]] = {
     commands.Register: register,
     commands.IssueToken: issue_token,
@@ -449,6 +460,7 @@ HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]
     commands.CancelOrder: cancel_order,
     commands.JoinWaitlist: join_waitlist,
     commands.LeaveWaitlist: leave_waitlist,
+    commands.RecordPaymentWebhook: record_payment_webhook,
 }
 
 

@@ -22,6 +22,7 @@ class Services:
     locks: SeatLocks
     settings: Settings
     redis: Any = None  # the Redis client (token revocations, rate limits)
+    payments: Any = None  # the payment provider (adapters.payments.PaymentProvider)
     catalog: EventCatalog = field(init=False)
 
     def __post_init__(self) -> None:

@@ -109,6 +109,8 @@ COMMAND: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/auth/token"): (fresh_credentials, ALL(200)),
     ("POST", "/api/v1/auth/refresh"): (lambda w, r: Setup({}, {"refresh_token": w.register("buyer")["refresh_token"]}),
                                        ALL(200)),
+    # The provider's signature decides, not a role: unsigned, 400 for everyone (signed: test_payment_webhook.py).
+    ("POST", "/api/v1/payments/{provider}/webhook"): (lambda w, r: Setup({"provider": "devpay"}, {}), ALL(400)),
     ("POST", "/api/v1/auth/logout"): (
         lambda w, r: Setup({}, token=w.login(w.users[r]["email"])["access_token"]
                            if r not in ("anonymous", "disabled") else None), SIGNED_IN(204)),
