@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 from pymongo import MongoClient
 
 from common.settings import Settings, get_settings
+from projectors import projection as P
 from projectors.projection import CODE_STATUS
 
 STAT_KEYS = ("orders", "seats", "revenue", "cancellations", "cancelled_seats", "cancelled_revenue")
@@ -174,26 +175,42 @@ def compare_waitlist(db, truth: dict[str, Any]) -> list[str]:
 
 
 def compare_global(db, conn: psycopg.Connection) -> list[str]:
+    """The analytics rollups (the total and each day), with each currency's money (``revenue_EUR``...)."""
     diffs: list[str] = []
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*) AS orders, "
-                    "sum(quantity) AS seats, sum(total) AS revenue FROM orders GROUP BY 1")
+        cur.execute("SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, currency, count(*) AS orders, "
+                    "sum(quantity) AS seats, sum(total) AS revenue FROM orders GROUP BY 1, 2")
         days: dict[str, dict[str, int]] = defaultdict(lambda: {k: 0 for k in STAT_KEYS})
         for r in cur.fetchall():
-            days[r["day"]].update(orders=r["orders"], seats=int(r["seats"]), revenue=int(r["revenue"]))
-        cur.execute("SELECT to_char(cancelled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*) AS c, "
-                    "sum(quantity) AS s, sum(total) AS r FROM orders WHERE status = 'cancelled' GROUP BY 1")
+            d = days[r["day"]]
+            d["orders"] += r["orders"]
+            d["seats"] += int(r["seats"])
+            d["revenue"] += int(r["revenue"])
+            key = P.currency_key("revenue", r["currency"])
+            d[key] = d.get(key, 0) + int(r["revenue"])
+        cur.execute("SELECT to_char(cancelled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, currency, count(*) AS c, "
+                    "sum(quantity) AS s, sum(total) AS r FROM orders WHERE status = 'cancelled' GROUP BY 1, 2")
         for r in cur.fetchall():
-            days[r["day"]].update(cancellations=r["c"], cancelled_seats=int(r["s"]), cancelled_revenue=int(r["r"]))
-    total = {k: sum(d[k] for d in days.values()) for k in STAT_KEYS}
+            d = days[r["day"]]
+            d["cancellations"] += r["c"]
+            d["cancelled_seats"] += int(r["s"])
+            d["cancelled_revenue"] += int(r["r"])
+            key = P.currency_key("cancelled_revenue", r["currency"])
+            d[key] = d.get(key, 0) + int(r["r"])
+    keys = set(STAT_KEYS).union(*[d.keys() for d in days.values()])
+    total = {k: sum(d.get(k, 0) for d in days.values()) for k in keys}
     docs = {d["_id"]: d for d in db.analytics.find({})}
+
+    def money_keys(doc: dict[str, Any]) -> set[str]:
+        return {k for k in doc if k.startswith(("revenue_", "cancelled_revenue_"))}
+
     got = docs.get("total", {})
-    for k in STAT_KEYS:
-        if got.get(k, 0) != total[k]:
-            diffs.append(f"analytics total: {k} mongo={got.get(k, 0)} pg={total[k]}")
+    for k in sorted(keys | money_keys(got)):
+        if got.get(k, 0) != total.get(k, 0):
+            diffs.append(f"analytics total: {k} mongo={got.get(k, 0)} pg={total.get(k, 0)}")
     for day in sorted(set(days) | {i[4:] for i in docs if i.startswith("day:")}):
         w, g = days.get(day, {}), docs.get(f"day:{day}", {})
-        for k in STAT_KEYS:
+        for k in sorted(set(STAT_KEYS) | money_keys(w) | money_keys(g)):
             if g.get(k, 0) != w.get(k, 0):
                 diffs.append(f"analytics day {day}: {k} mongo={g.get(k, 0)} pg={w.get(k, 0)}")
     return diffs

@@ -227,6 +227,27 @@ def order_stats(msg: Msg) -> tuple[str, dict[str, int]] | None:
     return None
 
 
+NO_CURRENCY = "XXX"  # ISO 4217's "no currency": an order event from before payloads carried one
+
+
+def currency_key(field: str, currency: str | None) -> str:
+    """The analytics field of one currency's money: ``revenue_EUR``, ``cancelled_revenue_USD``. Flat numeric
+    fields, so the rollups fold them like every other counter (contracts/readmodels.py ANALYTICS)."""
+    return f"{field}_{currency or NO_CURRENCY}"
+
+
+def rollup_increments(msg: Msg) -> tuple[str, dict[str, int]] | None:
+    """``order_stats`` plus each amount under its currency: the analytics rollups span events (and so
+    currencies), where one event's stats are in that event's currency."""
+    os_ = order_stats(msg)
+    if os_ is None:
+        return None
+    day, inc = os_
+    currency = (msg.data.get("order") or {}).get("currency")
+    money = {currency_key(k, currency): n for k, n in inc.items() if k in ("revenue", "cancelled_revenue")}
+    return day, {**inc, **money}
+
+
 def fold_event_counters(state: dict[str, Any], msgs: list[Msg], prior: dict[tuple[str, int, str], str],
                         cancelled_order_seats: set[str] | None = None) -> tuple[dict[str, Any], bool]:
     """Fold an event's inventory/order messages (log order) into its counters and stats.

@@ -432,7 +432,7 @@ class Store:
     def apply_rollups(self, msgs: list[Msg]) -> None:
         per_doc: dict[str, list[tuple[Msg, dict[str, int]]]] = defaultdict(list)
         for m in msgs:
-            os_ = P.order_stats(m)
+            os_ = P.rollup_increments(m)
             if os_:
                 day, inc = os_
                 per_doc[f"day:{day}"].append((m, inc))

@@ -203,17 +203,17 @@ class AnalyticsDay(Body):
     date: Date
     orders: Count
     seats: Count
-    revenue: Money
+    revenue: Annotated[dict[str, int], Field(description="sales that day, minor units per ISO 4217 currency")]
     cancellations: Count
     cancelled_seats: Count
-    cancelled_revenue: Money
+    cancelled_revenue: Annotated[dict[str, int], Field(description="cancelled that day, per currency")]
 
 
 class AdminAnalytics(Body):
     total_orders: Count
     total_seats_sold: Annotated[int, Field(description="net of cancellations")]
-    total_revenue: Annotated[int, Field(description="net, minor units summed across currencies")]
-    revenue_by_currency: Annotated[dict[str, int], Field(description="net revenue per ISO 4217 currency")]
+    revenue: Annotated[dict[str, int], Field(description="net of cancellations, minor units per ISO 4217 currency "
+                                                         "(amounts in different currencies are never added)")]
     cancellations: Count
     cancellation_rate: Ratio
     utilization: Annotated[Ratio, Field(description="sold / capacity over on-sale events")]

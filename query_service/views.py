@@ -210,20 +210,26 @@ async def organizer_stats(db: AsyncDatabase, event_id: str) -> dict[str, Any] | 
     }
 
 
+def by_currency(doc: dict[str, Any], field: str) -> dict[str, int]:
+    """``{currency: amount}`` of one money field of an analytics rollup (``revenue_EUR``: projectors/projection.py
+    ``currency_key``), currencies in order."""
+    prefix = field + "_"
+    return {k[len(prefix):]: v for k, v in sorted(doc.items()) if k.startswith(prefix) and len(k) == len(prefix) + 3}
+
+
+def net(doc: dict[str, Any]) -> dict[str, int]:
+    gross, cancelled = by_currency(doc, "revenue"), by_currency(doc, "cancelled_revenue")
+    return {c: gross.get(c, 0) - cancelled.get(c, 0) for c in sorted(set(gross) | set(cancelled))}
+
+
 async def admin_analytics(db: AsyncDatabase, days: int, top: int) -> dict[str, Any]:
     total = await db.analytics.find_one({"_id": "total"}, {"wm": 0, "cv": 0}) or {}
     daily = await db.analytics.find({"_id": {"$regex": "^day:"}}, {"wm": 0, "cv": 0}) \
         .sort([("date", DESCENDING)]).limit(days).to_list(None)
     capacity = sold = 0
-    by_currency: dict[str, int] = {}
-    async for e in db.events.find(PUBLIC,
-                                  {"capacity": 1, "sold": 1, "status": 1, "currency": 1, "stats": 1}):
-        st = e.get("stats") or {}
-        cur = e.get("currency") or "?"
-        by_currency[cur] = by_currency.get(cur, 0) + st.get("revenue", 0) - st.get("cancelled_revenue", 0)
-        if e.get("status") == "on_sale":
-            capacity += e.get("capacity", 0)
-            sold += e.get("sold", 0)
+    async for e in db.events.find({"status": "on_sale"}, {"capacity": 1, "sold": 1}):
+        capacity += e.get("capacity", 0)
+        sold += e.get("sold", 0)
     popular = await db.events.find({"status": "on_sale", "sold": {"$gt": 0}},
                                    {"title": 1, "sold": 1, "capacity": 1}) \
         .sort([("sold", DESCENDING), ("_id", ASCENDING)]).limit(top).to_list(None)
@@ -231,16 +237,16 @@ async def admin_analytics(db: AsyncDatabase, days: int, top: int) -> dict[str, A
     return {
         "total_orders": orders,
         "total_seats_sold": total.get("seats", 0) - total.get("cancelled_seats", 0),
-        "total_revenue": total.get("revenue", 0) - total.get("cancelled_revenue", 0),
-        "revenue_by_currency": dict(sorted(by_currency.items())),
+        "revenue": net(total),
         "cancellations": cancellations,
         "cancellation_rate": _ratio(cancellations, orders),
         "utilization": _ratio(sold, capacity),
         "most_popular": [{"event_id": e["_id"], "title": e.get("title"), "seats_sold": e.get("sold", 0),
                           "utilization": _ratio(e.get("sold", 0), e.get("capacity", 0))} for e in popular],
         "daily": [{"date": d.get("date"), "orders": d.get("orders", 0), "seats": d.get("seats", 0),
-                   "revenue": d.get("revenue", 0), "cancellations": d.get("cancellations", 0),
-                   "cancelled_seats": d.get("cancelled_seats", 0), "cancelled_revenue": d.get("cancelled_revenue", 0)}
+                   "revenue": by_currency(d, "revenue"), "cancellations": d.get("cancellations", 0),
+                   "cancelled_seats": d.get("cancelled_seats", 0),
+                   "cancelled_revenue": by_currency(d, "cancelled_revenue")}
                   for d in daily],
     }
 

@@ -28,7 +28,7 @@ class Api:
         return body["id"], tok["access_token"]
 
     def event(self, organizer: str, *, rows: int = 3, seats_per_row: int = 10, ga: int = 50, city: str = "Lisbon",
-              title: str | None = None, publish: bool = True) -> dict[str, Any]:
+              title: str | None = None, publish: bool = True, currency: str = "EUR") -> dict[str, Any]:
         sections = [{"code": "A", "name": "Stalls", "kind": "seated",
                      "rows": [{"label": str(i + 1), "seats": seats_per_row} for i in range(rows)]}]
         if ga:
@@ -38,7 +38,7 @@ class Api:
         prices = {"A": 5000, **({"GA": 2000} if ga else {})}
         ev = self.call("POST", "/api/v1/events", organizer, json={
             "venue_id": venue["id"], "title": title or f"Show {uuid.uuid4().hex[:8]}", "category": "music",
-            "starts_at": "2027-03-01T20:00:00Z", "currency": "EUR", "prices": prices})
+            "starts_at": "2027-03-01T20:00:00Z", "currency": currency, "prices": prices})
         if publish:
             self.call("POST", f"/api/v1/events/{ev['id']}/publish", organizer)
         return ev

@@ -175,6 +175,8 @@ def test_my_orders_are_the_buyers_own(api, organizer, q):
 
 def test_organizer_stats_and_admin_analytics(api, organizer, buyer, q, admin_token, pg):
     ev = api.event(organizer[1])
+    dollars = api.event(organizer[1], currency="USD")  # the platform's money is per currency, never summed
+    api.order(buyer[1], api.hold(buyer[1], dollars["id"], section="GA", quantity=3)["id"])
     o = api.order(buyer[1], api.hold(buyer[1], ev["id"], ["A-1-1", "A-1-2"])["id"])
     api.order(buyer[1], api.hold(buyer[1], ev["id"], section="GA", quantity=1)["id"])
     api.cancel_order(buyer[1], o["id"])
@@ -207,9 +209,13 @@ def test_organizer_stats_and_admin_analytics(api, organizer, buyer, q, admin_tok
     body = eventually(analytics, timeout=60)
     (sold,), = pg.execute("SELECT count(*) FROM seats WHERE status = 'sold'").fetchall()
     (ga_sold,), = pg.execute("SELECT coalesce(sum(sold), 0) FROM ga_sections").fetchall()
-    (revenue,), = pg.execute("SELECT coalesce(sum(total), 0) FROM orders WHERE status = 'confirmed'").fetchall()
+    revenue = dict(pg.execute("SELECT currency, sum(total)::bigint FROM orders WHERE status = 'confirmed' "
+                              "GROUP BY 1").fetchall())
     assert body["total_seats_sold"] == sold + ga_sold
-    assert body["total_revenue"] == revenue
+    assert {c: n for c, n in body["revenue"].items() if n} == revenue
+    assert {"EUR", "USD"} <= set(revenue)
+    day = body["daily"][0]
+    assert set(day["revenue"]) >= {"EUR", "USD"} and all(isinstance(n, int) for n in day["revenue"].values())
     assert 0 < body["cancellation_rate"] < 1
     assert body["daily"] and body["daily"][0]["orders"] > 0
     assert body["most_popular"] and all(p["seats_sold"] > 0 for p in body["most_popular"])

@@ -288,3 +288,17 @@ def test_users_fold_to_the_newest_version_whatever_the_order():
     folded = P.fold_users(msgs)
     assert list(folded) == [EV] and folded[EV]["version"] == 3 and folded[EV]["disabled"] is True
     assert "id" not in folded[EV] and "password_hash" not in folded[EV]
+
+
+def test_rollups_keep_each_currencys_money_apart():
+    usd = {**order("o2", total=250), "currency": "USD"}
+    eur_cancel = order("o1", "cancelled", total=100)
+    rollup, _ = P.fold_rollup({"wm": {}}, [
+        (m, P.rollup_increments(m)[1]) for m in (
+            msg(1, "OrderConfirmed", {"order": order("o1"), "seats": seats(("A-1-1", "sold", 3))}),
+            msg(2, "OrderConfirmed", {"order": usd, "seats": seats(("A-1-2", "sold", 3))}),
+            msg(3, "OrderCancelled", {"order": eur_cancel, "reason": "cancelled_by_buyer"}),
+        )])
+    assert (rollup["revenue"], rollup["revenue_EUR"], rollup["revenue_USD"]) == (350, 100, 250)
+    assert rollup["cancelled_revenue_EUR"] == 100 and "cancelled_revenue_USD" not in rollup
+    assert P.rollup_increments(msg(4, "SeatsHeld", {"hold": {}, "seats": []})) is None
