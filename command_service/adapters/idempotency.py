@@ -1,7 +1,7 @@
 """Idempotency keys (CONTRACT "Idempotency"), kept in PostgreSQL per user + key.
 
 ``claim`` either hands the request to the caller (first time, or the old record expired after
-24 h, or its first run was abandoned) or answers for it: the stored response, 409
+24 h, or its first run was abandoned: its process died, or 60 s passed) or answers for it: the stored response, 409
 IDEMPOTENCY_IN_PROGRESS, or 409 IDEMPOTENCY_KEY_REUSED when the body differs.
 """
 from __future__ import annotations
@@ -17,8 +17,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from command_service.domain import errors
 
+from command_service.adapters.lease import OWNER_GONE, ProcessLease
+
 RETENTION = "24 hours"
-ABANDONED_AFTER = "60 seconds"  # a first run that never finished (process died) no longer blocks the key
+# A first run that never finished no longer blocks the key: at once when its process's lease is gone (the process
+# died: adapters/lease.py), else after this long (a claim made while the lease was down has no owner).
+ABANDONED_AFTER = "60 seconds"
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,8 @@ class StoredResponse:
 
 
 class IdempotencyStore:
-    def __init__(self, pool: AsyncConnectionPool, secret: str) -> None:
-        self.pool = pool
+    def __init__(self, pool: AsyncConnectionPool, secret: str, lease: ProcessLease | None = None) -> None:
+        self.pool, self.lease = pool, lease
         # A key of its own, derived from the service secret: the fingerprints say nothing about the bodies
         # (which can hold personal data) to whoever reads the table, and cannot be precomputed.
         self._key = hmac.new(secret.encode(), b"evently idempotency fingerprint", hashlib.sha256).digest()
@@ -42,12 +46,13 @@ class IdempotencyStore:
         """None: the caller runs the request and then calls ``complete`` or ``forget``."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "INSERT INTO idempotency_keys AS k (user_id, key, request_hash) VALUES (%s, %s, %s) "
+                "INSERT INTO idempotency_keys AS k (user_id, key, request_hash, owner) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (user_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, "
-                "response_status = NULL, response_body = NULL, created_at = now() "
+                "response_status = NULL, response_body = NULL, created_at = now(), owner = EXCLUDED.owner "
                 f"WHERE k.created_at < now() - interval '{RETENTION}' "
-                f"OR (k.response_status IS NULL AND k.created_at < now() - interval '{ABANDONED_AFTER}') "
-                "RETURNING 1", (user_id, key, request_hash))
+                f"OR (k.response_status IS NULL AND (k.created_at < now() - interval '{ABANDONED_AFTER}' "
+                f"OR {OWNER_GONE})) "
+                "RETURNING 1", (user_id, key, request_hash, self.lease.key if self.lease else None))
             if await cur.fetchone():
                 return None
             cur = await conn.execute("SELECT request_hash, response_status, response_body FROM idempotency_keys "

@@ -42,6 +42,7 @@ from contracts.errors import CODE_FOR_STATUS, STATUS, ErrorBody, error_body
 from contracts.payments import BadSignature
 from command_service import metrics
 from command_service.adapters.idempotency import IdempotencyStore
+from command_service.adapters.lease import ProcessLease
 from command_service.adapters.payments import provider_for
 from command_service.adapters.seat_locks import SeatLocks
 from command_service.domain import commands, errors
@@ -501,7 +502,8 @@ async def services_ctx(app: web.Application):
     svc = Services(uow=lambda: UnitOfWork(pool), locks=SeatLocks(client), settings=s, redis=client,
                    payments=provider_for(s))
     app[POOL], app[SERVICES] = pool, svc
-    app[IDEMPOTENCY] = IdempotencyStore(pool, s.jwt_secret)
+    lease = ProcessLease(s.database_url).start()  # this process's liveness, for the idempotency claims
+    app[IDEMPOTENCY] = IdempotencyStore(pool, s.jwt_secret, lease)
     if s.rate_limits_enabled:
         app[LIMITS] = Limits.of(s, redis_pool)
     tasks = [asyncio.create_task(sweeper.run(svc, pool, app[IDEMPOTENCY], s.sweep_interval_seconds)),
@@ -511,6 +513,7 @@ async def services_ctx(app: web.Application):
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await svc.payments.close()
+    await lease.close()
     await client.aclose()
     await redis_pool.aclose()
     await pool.close()

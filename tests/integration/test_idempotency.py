@@ -1,6 +1,7 @@
 """CONTRACT "Idempotency": replay, in progress, key reused."""
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -8,7 +9,7 @@ import pytest
 
 from common.auth import encode_token
 from command_service.adapters.idempotency import IdempotencyStore
-from tests.integration.conftest import seated
+from tests.integration.conftest import eventually, seated
 
 pytestmark = pytest.mark.integration
 
@@ -62,3 +63,31 @@ async def test_a_repeat_while_the_first_runs_is_refused(api, pg, organizer):
     assert (r.status, r.code) == (409, "IDEMPOTENCY_IN_PROGRESS")
     cur = await pg.execute("SELECT count(*) AS n FROM holds WHERE event_id = %s", (event["id"],))
     assert (await cur.fetchone())["n"] == 0
+
+
+async def test_a_claim_whose_process_died_is_taken_over_at_once(api, pg, organizer, settings):
+    """Found by the fault suite (kill -9 of a command worker): the client's retry got 409 IDEMPOTENCY_IN_PROGRESS
+    for 60 s. A claim names its process's lease (adapters/lease.py); while that process lives the retry is refused,
+    once it is gone (its connection closed: the advisory lock is released at once) the retry runs."""
+    from command_service.adapters.lease import ProcessLease
+
+    event = await api.on_sale_event(organizer[1], [seated("A", rows=1, seats=5)])
+    buyer_id = str(uuid.uuid4())
+    token = encode_token(buyer_id, "buyer", api.settings.jwt_secret, 600)
+    key, path, body = uuid.uuid4().hex, f"/api/v1/events/{event['id']}/holds", {"seats": ["A-1-4"]}
+    raw = json.dumps(body).encode()
+    other = ProcessLease(settings.database_url).start()  # the "other process" that ran the first attempt
+    try:
+        await eventually(lambda: asyncio.sleep(0, other.key))
+        first = IdempotencyStore(None, api.settings.jwt_secret)
+        await pg.execute("INSERT INTO idempotency_keys (user_id, key, request_hash, owner) VALUES (%s, %s, %s, %s)",
+                         (buyer_id, key, first.fingerprint("POST", path, raw), other.key))
+        headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+        r = await api.call("POST", path, token, data=raw, headers=headers)
+        assert (r.status, r.code) == (409, "IDEMPOTENCY_IN_PROGRESS")  # its process is alive: still running
+    finally:
+        await other.close()  # the process dies
+    r = await api.call("POST", path, token, data=raw, headers=headers)
+    assert r.status == 201, r.body  # taken over at once, not after 60 s
+    again = await api.call("POST", path, token, data=raw, headers=headers)
+    assert again.status == 201 and again.body["id"] == r.body["id"]  # and remembered as usual
