@@ -109,6 +109,7 @@ class Settings(BaseSettings):
     devpay_webhook_url: str = f"http://{LOCAL_HOST}:{LOCAL_PORTS['command']}/api/v1/payments/devpay/webhook"
     devpay_db: str = ".stack/data/devpay/devpay.sqlite3"
     devpay_retry_max_seconds: float = 30.0  # the longest pause between two attempts of one webhook
+    devpay_synchronous: Literal["FULL", "NORMAL"] = "NORMAL"  # SQLite: NORMAL survives a process crash (WAL)
     # Stripe (EVENTLY_PAYMENT_PROVIDER=stripe): PaymentIntents through the official SDK
     stripe_api_key: str = ""
     stripe_webhook_secret: str = ""   # the endpoint's signing secret (whsec_...)

@@ -1,7 +1,8 @@
 """devpay: a small real payment provider for the local stack and the tests (issue 13).
 
 ``python -m infra.devpay.app`` serves on 127.0.0.1:8004 (``EVENTLY_DEVPAY_PORT``). Its state is its own SQLite
-database (``EVENTLY_DEVPAY_DB``), so payments, refunds and undelivered webhooks survive a restart.
+database (``EVENTLY_DEVPAY_DB``), so payments, refunds and undelivered webhooks survive a restart. Measured:
+about 300-400 payments/s (create + capture + webhook), 1.4-1.7 ms of its CPU each (loadtests/bench_devpay.py).
 
 API (JSON; every ``/v1`` call needs ``Authorization: Bearer <EVENTLY_DEVPAY_API_KEY>``):
 
@@ -280,7 +281,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         raise SystemExit("devpay: EVENTLY_DEVPAY_API_KEY and EVENTLY_DEVPAY_WEBHOOK_SECRET must be set")
     app = web.Application(middlewares=[api_middleware], client_max_size=64 * 1024)
     app[SETTINGS] = s
-    app[STORE] = Store(s.devpay_db, s.devpay_public_url or s.devpay_url)
+    app[STORE] = Store(s.devpay_db, s.devpay_public_url or s.devpay_url, s.devpay_synchronous)
     app[WAKE] = asyncio.Event()
     app.add_routes(routes)
     app.cleanup_ctx.append(sender_ctx)

@@ -1,5 +1,7 @@
-"""devpay's own database: one SQLite file (WAL, ``synchronous=FULL``: a payment that was answered survives a
-crash). Payments, refunds, the webhook events still to deliver, and the idempotency keys of the create calls.
+"""devpay's own database: one SQLite file in WAL mode. ``EVENTLY_DEVPAY_SYNCHRONOUS`` is ``NORMAL`` by default: a
+payment that was answered survives a crash or ``kill -9`` of devpay, though not a power cut of the machine
+(``FULL`` does; it cost 15-25% of the throughput in loadtests/RESULTS.md "devpay"). Payments, refunds, the webhook
+events still to deliver, and the idempotency keys of the create calls.
 
 Every method is one short transaction on the calling thread: devpay is a development stand-in serving one
 stack, and each statement takes microseconds, so it runs them on the event loop rather than on a thread pool.
@@ -50,6 +52,7 @@ CREATE TABLE IF NOT EXISTS events (
     delivered   REAL
 );
 CREATE INDEX IF NOT EXISTS events_due ON events (delivered, next_at);
+CREATE UNIQUE INDEX IF NOT EXISTS events_seq ON events (seq);  -- max(seq) per new event: not a scan
 CREATE TABLE IF NOT EXISTS idempotency (
     key         TEXT NOT NULL,
     endpoint    TEXT NOT NULL,
@@ -90,13 +93,13 @@ def _refund(row: sqlite3.Row) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, path: Path | str, checkout_base: str) -> None:
+    def __init__(self, path: Path | str, checkout_base: str, synchronous: str = "FULL") -> None:
         self.path, self.checkout_base = Path(path), checkout_base.rstrip("/")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
