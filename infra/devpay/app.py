@@ -108,6 +108,13 @@ async def body_of(request: web.Request, model: type[BaseModel]) -> BaseModel:
     return model.model_validate(data)
 
 
+def required_query(request: web.Request, name: str) -> str:
+    value = request.query.get(name)
+    if not value:
+        raise Invalid(f"?{name}= is required")
+    return value
+
+
 def changed(request: web.Request) -> None:
     request.app[WAKE].set()  # a new webhook event: the sender goes now instead of at its next tick
 
@@ -127,10 +134,7 @@ async def create_payment(request: web.Request) -> web.Response:
 
 @routes.get("/v1/payments")
 async def list_payments(request: web.Request) -> web.Response:
-    reference = request.query.get("reference")
-    if not reference:
-        raise Invalid("?reference= is required")
-    return web.json_response({"items": request.app[STORE].payments_for(reference)})
+    return web.json_response({"items": request.app[STORE].payments_for(required_query(request, "reference"))})
 
 
 @routes.get("/v1/payments/{id}")
@@ -158,10 +162,7 @@ async def create_refund(request: web.Request) -> web.Response:
 
 @routes.get("/v1/refunds")
 async def list_refunds(request: web.Request) -> web.Response:
-    payment_id = request.query.get("payment_id")
-    if not payment_id:
-        raise Invalid("?payment_id= is required")
-    return web.json_response({"items": request.app[STORE].refunds_for(payment_id)})
+    return web.json_response({"items": request.app[STORE].refunds_for(required_query(request, "payment_id"))})
 
 
 @routes.get("/v1/refunds/{id}")
