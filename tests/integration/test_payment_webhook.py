@@ -88,3 +88,36 @@ async def test_the_stacks_devpay_delivers_its_webhooks_to_the_command_service(pg
         assert got == [{"type": P.PAYMENT_SUCCEEDED, "reference": pay.reference}]
     finally:
         await provider.close()
+
+
+async def test_a_stripe_deployment_takes_stripe_signed_webhooks(settings, pg):
+    """EVENTLY_PAYMENT_PROVIDER=stripe: the same endpoint under /stripe/, verified by the Stripe SDK."""
+    from aiohttp.test_utils import TestServer
+
+    from command_service.entrypoints.app import create_app
+    from tests.integration.conftest import make_api
+
+    secret = "whsec_" + uuid.uuid4().hex
+    stripe_settings = settings.model_copy(update={"payment_provider": "stripe", "stripe_api_key": "sk_test_123",
+                                                  "stripe_webhook_secret": secret})
+    server = TestServer(create_app(stripe_settings), host="127.0.0.1", port=0)
+    await server.start_server()
+    api = await make_api(str(server.make_url("")).rstrip("/"), stripe_settings)
+    try:
+        event_id = f"evt_{uuid.uuid4().hex}"
+        body = json.dumps({"id": event_id, "object": "event", "type": "payment_intent.succeeded",
+                           "created": int(time.time()), "data": {"object": {
+                               "id": "pi_" + uuid.uuid4().hex[:20], "object": "payment_intent", "amount": 900,
+                               "status": "succeeded", "metadata": {"order_id": "o-1"}}}}).encode()
+        r = await api.call("POST", "/api/v1/payments/stripe/webhook", data=body,
+                           headers={"Stripe-Signature": P.sign(secret, body)})
+        assert r.status == 200 and r.body == {"received": True, "duplicate": False}, r.body
+        [row] = await rows(pg, event_id)
+        assert (row["provider"], row["type"], row["reference"]) == ("stripe", P.PAYMENT_SUCCEEDED, "o-1")
+        r = await api.call("POST", "/api/v1/payments/stripe/webhook", data=body,
+                           headers={"Stripe-Signature": P.sign("whsec_wrong", body)})
+        assert r.status == 400
+        assert (await api.call("POST", PATH, data=body)).status == 404  # devpay is not this deployment's provider
+    finally:
+        await api.session.close()
+        await server.close()
