@@ -136,6 +136,8 @@ class Order(_Open):
     seats: list[SeatId] | None = None  # or section + quantity
     section: str | None = None
     quantity: StrictInt | None = None
+    subtotal: StrictInt | None = None  # before the promo code's discount; absent in orders written before 2026-12-03
+    discount: StrictInt = 0
     total: StrictInt
     currency: str | None = None
     created_at: Timestamp
@@ -269,9 +271,23 @@ class WaitlistLeft(_WaitlistChange):
     reason: str | None = None  # event_cancelled: the entry was only waiting when its event was cancelled
 
 
+class PromoCodeCreated(_Open):
+    id: str
+    event_id: str
+    code: str
+    percent_off: StrictInt | None = None
+    amount_off: StrictInt | None = None
+    max_uses: StrictInt
+    valid_from: Timestamp | None = None
+    valid_until: Timestamp | None = None
+    sections: List[str] | None = None
+    created_at: Timestamp
+
+
 DATA_MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (
     UserRegistered, UserUpdated, VenueCreated, EventCreated, EventUpdated, EventPublished, EventCancelled, SeatsHeld, SeatsReleased,
-    OrderConfirmed, OrderCancelled, WaitlistJoined, WaitlistOffered, OfferExpired, WaitlistConverted, WaitlistLeft)}
+    OrderConfirmed, OrderCancelled, WaitlistJoined, WaitlistOffered, OfferExpired, WaitlistConverted, WaitlistLeft,
+    PromoCodeCreated)}
 # Kafka topic per aggregate type: evently.<aggregatetype> (Debezium outbox router). Everything about one event
 # shares aggregate type "event" and the event id as key, so it stays in commit order on one partition.
 # Accounts are aggregate type "user" (key = user id).

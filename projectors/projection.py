@@ -379,8 +379,8 @@ def fold_waitlist(msgs: list[Msg]) -> dict[str, dict[str, Any]]:
 # Buyer notifications (query service: GET /api/v1/me/notifications/stream): outbox type -> SSE event name.
 NOTIFICATION_TYPES = {"OrderConfirmed": "order_confirmed", "OrderCancelled": "order_cancelled",
                       "WaitlistOffered": "waitlist_offer", "OfferExpired": "offer_expired"}
-ORDER_FIELDS = ("id", "event_id", "status", "seats", "section", "quantity", "total", "currency", "created_at",
-                "cancelled_at")
+ORDER_FIELDS = ("id", "event_id", "status", "seats", "section", "quantity", "subtotal", "discount", "total",
+                "currency", "created_at", "cancelled_at")
 
 
 def notification(msg: Msg) -> tuple[str, str, dict[str, Any]] | None:

@@ -141,6 +141,8 @@ class Order(Body):
     seats: Annotated[list[str], Field(description="seated orders only")] = None
     section: Annotated[str, Field(description="general-admission orders only")] = None
     quantity: Annotated[int, Field(ge=1, description="general-admission orders only")] = None
+    subtotal: Annotated[int, Field(description="before the promo code's discount, minor units")]
+    discount: Annotated[int, Field(ge=0, description="the promo code's, minor units")]
     total: Money
     currency: str
     created_at: DateTime

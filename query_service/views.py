@@ -131,7 +131,8 @@ def _order(doc: dict[str, Any]) -> dict[str, Any]:
     ev = doc.get("event") or {}
     out = {"id": doc["_id"], "event": {"id": ev.get("id", doc.get("event_id")), "title": ev.get("title"),
                                        "starts_at": ev.get("starts_at")},
-           "status": doc.get("status"), "total": doc.get("total"), "currency": doc.get("currency"),
+           "status": doc.get("status"), "subtotal": doc.get("subtotal", doc.get("total")),
+           "discount": doc.get("discount", 0), "total": doc.get("total"), "currency": doc.get("currency"),
            "created_at": doc.get("created_at")}
     if "section" in doc:
         out.update(section=doc["section"], quantity=doc.get("quantity"))

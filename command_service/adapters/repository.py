@@ -39,7 +39,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from command_service.domain.model import (Event, GASectionState, Hold, InventoryChange, Layout, Order,
-                                          SaleInfo, SaleTerms, SeatChange, User, Venue, WaitlistEntry)
+                                          PromoCode, SaleInfo, SaleTerms, SeatChange, User, Venue, WaitlistEntry)
 
 SEAT_CHANGE = "RETURNING s.seat_id, s.status, s.version"
 GA_STATE = "RETURNING g.section, g.capacity, g.held, g.sold, g.version"
@@ -77,7 +77,14 @@ def _entry(r: dict[str, Any]) -> WaitlistEntry:
 def _order(r: dict[str, Any]) -> Order:
     return Order(str(r["id"]), str(r["event_id"]), str(r["buyer_id"]), str(r["hold_id"]),
                  tuple(r["seats"]) if r["seats"] else None, r["section"], r["quantity"], r["total"],
-                 r["currency"], r["status"], r["created_at"], r["cancelled_at"])
+                 r["currency"], r["status"], r["created_at"], r["cancelled_at"], r.get("subtotal"),
+                 r.get("discount") or 0, str(r["promo_code_id"]) if r.get("promo_code_id") else None)
+
+
+def _promo(r: dict[str, Any]) -> PromoCode:
+    return PromoCode(str(r["id"]), str(r["event_id"]), r["code"], r["percent_off"], r["amount_off"], r["max_uses"],
+                     r["uses"], r["valid_from"], r["valid_until"],
+                     tuple(r["sections"]) if r["sections"] is not None else None, r["created_at"])
 
 
 Rows = list[dict[str, Any]]
@@ -104,7 +111,8 @@ PREPARED = {
     "ev_checkout": END_HOLD_SQL.format(status="'converted'", hold="$1", buyer=" AND buyer_id = $2 AND expires_at > now()",
                                        seat_set="status = 'sold', order_id = $3", ga_sold=", sold = g.sold + h.quantity"),
     "ev_add_order": "INSERT INTO orders (id, event_id, buyer_id, hold_id, seats, section, quantity, total, currency, "
-                    "status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    "status, created_at, subtotal, discount, promo_code_id) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     "ev_outbox": "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES ($1, $2, $3, $4, $5)",
     "ev_sale_info": "SELECT e.status, v.sections FROM events e JOIN venues v ON v.id = e.venue_id WHERE e.id = $1",
 }
@@ -232,6 +240,31 @@ class Repository:
 
     async def purge_revocations(self) -> None:
         self.queue("DELETE FROM revoked_tokens WHERE forget_at < now() - interval '1 hour'")
+
+    # --- promo codes -----------------------------------------------------------------------
+    async def add_promo_code(self, promo: PromoCode) -> bool:
+        """False when the event already has this code (codes compare case-insensitively)."""
+        row = await self._one(
+            "INSERT INTO promo_codes (id, event_id, code, percent_off, amount_off, max_uses, valid_from, valid_until, "
+            "sections, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (event_id, upper(code)) DO NOTHING RETURNING 1",
+            (promo.id, promo.event_id, promo.code, promo.percent_off, promo.amount_off, promo.max_uses,
+             promo.valid_from, promo.valid_until, list(promo.sections) if promo.sections is not None else None,
+             promo.created_at))
+        return row is not None
+
+    async def redeem_promo_code(self, event_id: str, code: str) -> PromoCode | None:
+        """Take one use of the event's code, if it is valid now and not used up: the conditional UPDATE holds
+        ``max_uses`` under any concurrency. None: unknown, outside its dates, or used up."""
+        r = await self._one(
+            "UPDATE promo_codes SET uses = uses + 1 WHERE event_id = %s AND upper(code) = upper(%s) "
+            "AND uses < max_uses AND (valid_from IS NULL OR valid_from <= now()) "
+            "AND (valid_until IS NULL OR now() < valid_until) RETURNING *", (event_id, code))
+        return _promo(r) if r else None
+
+    async def return_promo_use(self, promo_code_id: str) -> None:
+        """A cancelled order gives its use back (the cancel's conditional update runs once per order)."""
+        self.queue("UPDATE promo_codes SET uses = uses - 1 WHERE id = %s AND uses > 0", (promo_code_id,))
 
     # --- payments --------------------------------------------------------------------------
     async def record_payment_webhook(self, provider: str, event: Any, payload: dict[str, Any]) -> bool:
@@ -450,7 +483,8 @@ class Repository:
         self.queue_prepared(
             "ev_add_order",
             (order.id, order.event_id, order.buyer_id, order.hold_id, list(order.seats) if order.seats else None,
-             order.section, order.quantity, order.total, order.currency, order.status, order.created_at))
+             order.section, order.quantity, order.total, order.currency, order.status, order.created_at,
+             order.subtotal, order.discount, order.promo_code_id))
 
     async def get_order(self, order_id: str) -> tuple[Order, str] | None:
         """The order and its event's organizer id."""

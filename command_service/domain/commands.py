@@ -185,8 +185,26 @@ class ReleaseHold(Authenticated):
     hold_id: str
 
 
+PromoCodeText = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{3,32}$"),
+                          Field(description="3 to 32 letters, digits, `-` or `_`; matched case-insensitively")]
+
+
 class Checkout(Authenticated):
     hold_id: Uuid
+    promo_code: PromoCodeText | None = None
+
+
+class CreatePromoCode(Authenticated):
+    event_id: str
+    code: PromoCodeText
+    percent_off: Annotated[int, Field(ge=1, le=100, strict=True)] | None = None
+    amount_off: Annotated[int, Field(ge=1, le=100_000_000, strict=True,
+                                     description="minor units of the event's currency")] | None = None
+    max_uses: Annotated[int, Field(ge=1, le=10_000_000, strict=True)]
+    valid_from: UtcDatetime | None = None
+    valid_until: UtcDatetime | None = None
+    sections: Annotated[list[Code], Field(min_length=1, max_length=MAX_SECTIONS_PER_VENUE,
+                                          description="the section codes it applies to (absent: all)")] | None = None
 
 
 class CancelOrder(Authenticated):

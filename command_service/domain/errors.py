@@ -85,3 +85,7 @@ class DependencyUnavailable(DomainError):
 
     def __init__(self, dependency: str, message: str) -> None:
         super().__init__(message, {"dependency": dependency})
+
+
+class InvalidPromoCode(DomainError):
+    code = "INVALID_PROMO_CODE"

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from contracts import events as contract
 from contracts.vocabulary import RELEASE_REASONS
-from command_service.domain.model import (Event, Hold, InventoryChange, Order, User, Venue, WaitlistEntry, iso,
+from command_service.domain.model import (Event, Hold, InventoryChange, Order, PromoCode, User, Venue, WaitlistEntry, iso,
                                           new_id, utcnow)
 
 
@@ -86,6 +86,12 @@ class EventCancelled(DomainEvent):
     @classmethod
     def of(cls, event: Event) -> EventCancelled:
         return cls(event.id, {"status": event.status, "version": event.version, "updated_at": iso(event.updated_at)})
+
+
+class PromoCodeCreated(DomainEvent):
+    @classmethod
+    def of(cls, promo: PromoCode) -> PromoCodeCreated:
+        return cls(promo.event_id, {k: v for k, v in promo.to_json().items() if k != "uses"})
 
 
 class SeatsHeld(DomainEvent):

@@ -458,11 +458,20 @@ class Order:
     status: str = "confirmed"  # confirmed -> cancelled
     created_at: datetime = field(default_factory=utcnow)
     cancelled_at: datetime | None = None
+    subtotal: int | None = None  # before the discount (None: as ``total``)
+    discount: int = 0
+    promo_code_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.subtotal is None:
+            object.__setattr__(self, "subtotal", self.total)
 
     @classmethod
-    def from_hold(cls, hold: Hold, order_id: str) -> Order:
+    def from_hold(cls, hold: Hold, order_id: str, promo: PromoCode | None = None) -> Order:
+        discount = promo.discount(hold.total) if promo else 0
         return cls(order_id, hold.event_id, hold.buyer_id, hold.id, hold.seats, hold.section, hold.quantity,
-                   hold.total, hold.currency)
+                   hold.total - discount, hold.currency, subtotal=hold.total, discount=discount,
+                   promo_code_id=promo.id if promo else None)
 
     def ensure_cancellable_by(self, actor: Principal, event_organizer_id: str) -> None:
         if actor.role == "admin" or actor.user_id in (self.buyer_id, event_organizer_id):
@@ -471,9 +480,51 @@ class Order:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "event_id": self.event_id, "buyer_id": self.buyer_id, "hold_id": self.hold_id,
-                "status": self.status, **items(self.seats, self.section, self.quantity), "total": self.total,
-                "currency": self.currency,
+                "status": self.status, **items(self.seats, self.section, self.quantity), "subtotal": self.subtotal,
+                "discount": self.discount, "total": self.total, "currency": self.currency,
                 "created_at": iso(self.created_at), "cancelled_at": iso(self.cancelled_at)}
+
+
+# --- promo codes --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PromoCode:
+    """A code that lowers an order's total: ``percent_off`` (1-100, rounded down to the minor unit) or
+    ``amount_off`` (minor units, never below 0), for ``sections`` (None: all) between ``valid_from`` and
+    ``valid_until``, at most ``max_uses`` times (the database counts ``uses``)."""
+
+    id: str
+    event_id: str
+    code: str
+    percent_off: int | None
+    amount_off: int | None
+    max_uses: int
+    uses: int = 0
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    sections: tuple[str, ...] | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        if (self.percent_off is None) == (self.amount_off is None):
+            raise errors.ValidationError("give percent_off or amount_off, not both",
+                                         {"percent_off": "exactly one of percent_off, amount_off"})
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            raise errors.ValidationError("valid_until must be after valid_from", {"valid_until": "after valid_from"})
+
+    def discount(self, subtotal: int) -> int:
+        if self.percent_off is not None:
+            return subtotal * self.percent_off // 100
+        return min(subtotal, self.amount_off or 0)
+
+    def applies_to(self, section: str) -> bool:
+        return self.sections is None or section in self.sections
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "event_id": self.event_id, "code": self.code, "percent_off": self.percent_off,
+                "amount_off": self.amount_off, "max_uses": self.max_uses, "uses": self.uses,
+                "valid_from": iso(self.valid_from), "valid_until": iso(self.valid_until),
+                "sections": list(self.sections) if self.sections is not None else None,
+                "created_at": iso(self.created_at)}
 
 
 # --- waitlist -----------------------------------------------------------------------------

@@ -269,6 +269,18 @@ async def update_event(request: web.Request) -> web.Response:
     return web.json_response(event.document())
 
 
+@route("POST", "/api/v1/events/{event_id}/promo-codes", "Create a promo code for an event (owning organizer)",
+       ok=201, response=schemas.PromoCode, body=commands.CreatePromoCode, errors_=(400, 404, 409),
+       tags=("catalog",),
+       description="Exactly one of `percent_off` (1-100, rounded down to the minor unit) and `amount_off` (minor "
+                   "units, never below 0). At most `max_uses` orders use it, under any concurrency; a cancelled "
+                   "order gives its use back. 409 `INVALID_STATE` when the event already has the code (codes "
+                   "compare case-insensitively).")
+async def create_promo_code(request: web.Request) -> web.Response:
+    promo = await run(request, commands.CreatePromoCode, event_id=path_id(request, "event_id"))
+    return web.json_response(promo.to_json(), status=201)
+
+
 @route("POST", "/api/v1/events/{event_id}/publish", "Put a draft on sale (owning organizer)",
        response=schemas.Event, errors_=(404, 409), tags=("catalog",))
 async def publish_event(request: web.Request) -> web.Response:
@@ -301,8 +313,10 @@ async def release_hold(request: web.Request) -> web.Response:
 
 
 @route("POST", "/api/v1/orders", "Check out a hold (the buyer who owns it)", ok=201, response=schemas.Order,
-       body=commands.Checkout, errors_=(404, 409, 410), tags=("buying",),
-       description="410 `HOLD_EXPIRED` when the hold expired or was released.")
+       body=commands.Checkout, errors_=(400, 404, 409, 410), tags=("buying",),
+       description="410 `HOLD_EXPIRED` when the hold expired or was released. `promo_code` lowers `total` "
+                   "(`subtotal` - `discount`); 400 `INVALID_PROMO_CODE` for an unknown, expired or used-up code, "
+                   "or one not valid for the hold's sections (the hold stays active).")
 async def checkout(request: web.Request) -> web.Response:
     return web.json_response((await run(request, commands.Checkout)).to_json(), status=201)
 

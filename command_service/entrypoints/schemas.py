@@ -110,7 +110,9 @@ class Order(ResponseModel):
     seats: list[str] = None
     section: str = None
     quantity: int = None
-    total: Money
+    subtotal: Money = Field(description="before the promo code's discount")
+    discount: Money
+    total: Money = Field(description="subtotal - discount: what the buyer pays")
     currency: str
     created_at: DateTime
     cancelled_at: DateTime | None
@@ -129,3 +131,17 @@ class WaitlistJoined(ResponseModel):
 class WebhookReceipt(ResponseModel):
     received: Literal[True]
     duplicate: bool = Field(description="this provider event was recorded before (the provider sent it again)")
+
+
+class PromoCode(ResponseModel):
+    id: Uuid
+    event_id: Uuid
+    code: str
+    percent_off: int | None
+    amount_off: Money | None
+    max_uses: int
+    uses: Count
+    valid_from: DateTime | None
+    valid_until: DateTime | None
+    sections: list[str] | None = Field(description="null: every section")
+    created_at: DateTime

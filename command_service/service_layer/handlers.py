@@ -23,11 +23,13 @@ from command_service import metrics
 from command_service.adapters.passwords import hash_password, verify_password
 from command_service.domain import commands, errors
 from command_service.domain.events import (EventCancelled, EventCreated, EventPublished, EventUpdated,
-                                           OfferExpired, OrderCancelled, OrderConfirmed, SeatsHeld, SeatsReleased,
+                                           OfferExpired, OrderCancelled, OrderConfirmed, PromoCodeCreated, SeatsHeld,
+                                           SeatsReleased,
                                            UserRegistered, UserUpdated, VenueCreated, WaitlistConverted,
                                            WaitlistJoined, WaitlistLeft)
-from command_service.domain.model import (Event, Hold, InventoryChange, Order, User, Venue, WaitlistEntry,
-                                          new_id, require_owner, require_role, utcnow)
+from command_service.domain.model import (Event, Hold, InventoryChange, Order, PromoCode, User, Venue,
+                                          WaitlistEntry, new_id, require_owner, require_role, utcnow)
+from contracts import seats as seat_ids
 from command_service.service_layer.services import Services, best_effort
 from command_service.service_layer.unit_of_work import TransientConflict, UnitOfWork
 from command_service.service_layer.waitlist import lock_offers, offer_waitlist, waitlist_scope
@@ -334,7 +336,8 @@ async def checkout(cmd: commands.Checkout, svc: Services) -> Order:
                                                order_id=order_id)
         if hold is None or not hold.covered_by(change):
             raise await _checkout_refusal(uow, cmd)
-        order = Order.from_hold(hold, order_id)
+        promo = await _redeem(uow, hold, cmd.promo_code) if cmd.promo_code else None
+        order = Order.from_hold(hold, order_id, promo)
         await uow.repo.add_order(order)
         uow.emit(OrderConfirmed.of(order, change))
         if hold.waitlist_entry_id:  # a waitlist offer was taken
@@ -349,6 +352,36 @@ async def checkout(cmd: commands.Checkout, svc: Services) -> Order:
         await best_effort(hold.event_id, svc.locks.settle(hold.event_id, change.seats, hold_id=hold.id,
                                                            unlock=hold.seats))
     return order
+
+
+async def _redeem(uow: UnitOfWork, hold: Hold, code: str) -> PromoCode:
+    """One use of the code, in the checkout's transaction (so a refused checkout takes no use): refused, the whole
+    checkout is (the hold stays active, and the buyer may check out without the code)."""
+    promo = await uow.repo.redeem_promo_code(hold.event_id, code)
+    if promo is None:
+        raise errors.InvalidPromoCode("unknown, expired or used-up promo code", {"promo_code": code})
+    sections = {seat_ids.parse(s).section for s in hold.seats} if hold.seats else {hold.section}
+    if not all(promo.applies_to(sec) for sec in sections):
+        raise errors.InvalidPromoCode("this promo code is not valid for these seats",
+                                      {"promo_code": code, "sections": sorted(promo.sections or ())})
+    return promo
+
+
+async def create_promo_code(cmd: commands.CreatePromoCode, svc: Services) -> PromoCode:
+    async with svc.uow() as uow:
+        event = await _owned_event(uow, cmd.actor, cmd.event_id)
+        if cmd.sections is not None:
+            unknown = sorted(set(cmd.sections) - {sec.code for sec in event.venue.layout.sections})
+            if unknown:
+                raise errors.ValidationError("unknown sections", {"sections": f"not in the venue: {unknown}"})
+        promo = PromoCode(new_id(), event.id, cmd.code, cmd.percent_off, cmd.amount_off, cmd.max_uses,
+                          valid_from=cmd.valid_from, valid_until=cmd.valid_until,
+                          sections=tuple(cmd.sections) if cmd.sections is not None else None)
+        if not await uow.repo.add_promo_code(promo):
+            raise errors.InvalidState("the event already has this promo code", {"code": cmd.code})
+        uow.emit(PromoCodeCreated.of(promo))
+        await uow.commit()
+    return promo
 
 
 async def _checkout_refusal(uow: UnitOfWork, cmd: commands.Checkout) -> errors.DomainError:
@@ -368,6 +401,8 @@ async def cancel_order(cmd: commands.CancelOrder, svc: Services) -> Order:
         if result is None:  # already cancelled, maybe by a concurrent request
             return replace(order, status="cancelled")
         order, change = result
+        if order.promo_code_id:  # the cancel above matched once: the use comes back once
+            await uow.repo.return_promo_use(order.promo_code_id)
         reason = f"cancelled_by_{cmd.actor.role}"
         uow.emit(OrderCancelled.of(order, reason),
                  SeatsReleased.of(order.event_id, "order_cancelled", change, order_id=order.id))
@@ -461,6 +496,7 @@ HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]
     commands.JoinWaitlist: join_waitlist,
     commands.LeaveWaitlist: leave_waitlist,
     commands.RecordPaymentWebhook: record_payment_webhook,
+    commands.CreatePromoCode: create_promo_code,
 }
 
 

@@ -126,6 +126,9 @@ COMMAND: dict[tuple[str, str], Row] = {
         lambda w, r: Setup({"event_id": w.event(publish=False)}, {"title": "New"}), (401, 403, 403, 200, 403, 403, 401)),
     ("POST", "/api/v1/events/{event_id}/publish"): (
         lambda w, r: Setup({"event_id": w.event(publish=False)}), (401, 403, 403, 200, 403, 403, 401)),
+    ("POST", "/api/v1/events/{event_id}/promo-codes"): (
+        lambda w, r: Setup({"event_id": w.event()}, {"code": "SAVE10", "percent_off": 10, "max_uses": 5}),
+        (401, 403, 403, 201, 403, 403, 401)),
     ("POST", "/api/v1/events/{event_id}/cancel"): (
         lambda w, r: Setup({"event_id": w.event()}), (401, 403, 403, 200, 403, 200, 401)),
     ("POST", "/api/v1/events/{event_id}/holds"): (
