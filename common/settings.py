@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # Payments (CONTRACT v2 "Orders, payments and refunds"; issue 13)
     payment_provider: Literal["devpay", "stripe"] = "devpay"
     payment_window_seconds: float = 600.0  # a pending_payment order keeps its seats this long
+    # after the window (+ this grace) the sweeper asks the provider about a payment it heard nothing of
+    payment_grace_seconds: float = 120.0
+    # where the provider's hosted page sends the buyer back ({order_id} filled in): the query service's page
+    payment_return_url: str = f"http://{LOCAL_HOST}:{LOCAL_PORTS['query']}/?order={{order_id}}"
     # devpay, the local payment provider (infra/devpay/): its own process; the same key and secret on both sides
     devpay_host: str = LOCAL_HOST
     devpay_port: int = LOCAL_PORTS["devpay"]

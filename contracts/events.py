@@ -19,8 +19,8 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
 
 from contracts.seats import SEAT_ID_PATTERN
-from contracts.vocabulary import (EventStatus, OrderStatus, ReleaseReason, Role, SeatStatus, SectionKind,
-                                 WaitlistStatus)
+from contracts.vocabulary import (EventStatus, OrderStatus, PaymentStatus, RefundStatus, ReleaseReason, Role,
+                                 SeatStatus, SectionKind, WaitlistStatus)
 
 SCHEMA_VERSION = 1
 __all__ = ["SCHEMA_VERSION", "DATA_MODELS", "Envelope", "envelope", "validate", "ValidationError"]
@@ -127,6 +127,21 @@ class Hold(_Open):
     waitlist_entry_id: str | None = None  # only on a waitlist offer
 
 
+class Payment(_Open):
+    """A paid order's payment at the provider (CONTRACT v2 "Orders, payments and refunds")."""
+    id: str
+    provider: str
+    status: PaymentStatus
+    checkout_url: str | None = None
+    expires_at: Timestamp  # the payment window: the seats stay held for the buyer until then
+
+
+class Refund(_Open):
+    status: RefundStatus
+    amount: StrictInt
+    reason: str  # cancelled_by_buyer | cancelled_by_organizer | cancelled_by_admin | event_cancelled | seats_unavailable
+
+
 class Order(_Open):
     id: str
     event_id: str
@@ -142,6 +157,13 @@ class Order(_Open):
     currency: str | None = None
     created_at: Timestamp
     cancelled_at: Timestamp | None = None
+    # Since payments (2026-12-05): every state of an order is a new version (newest wins in the read model; an
+    # order written before has none, and its status ranks instead), a paid order carries its payment, a cancelled
+    # paid one its refund, and a confirmed one when it was confirmed (its revenue counts from then).
+    version: StrictInt | None = None
+    confirmed_at: Timestamp | None = None
+    payment: Payment | None = None
+    refund: Refund | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Order:
@@ -242,9 +264,25 @@ class OrderConfirmed(_Inventory):
     order: Order
 
 
+class OrderPlaced(_Open):
+    """A paid order waits for its payment (status ``pending_payment``); its seats stay held (no inventory moves)."""
+    order: Order
+
+
 class OrderCancelled(_Open):
     order: Order
     reason: str = "cancelled_by_buyer"
+
+
+class OrderPaymentFailed(_Open):
+    """The payment failed or was cancelled (status ``payment_failed``). The seats, if still held, come back in
+    the ``SeatsReleased`` (reason ``payment_failed``) of the same transaction."""
+    order: Order
+
+
+class RefundUpdated(_Open):
+    """A refund changed state (``order.refund``: pending -> succeeded | failed); the whole order, new version."""
+    order: Order
 
 
 class _WaitlistChange(_Open):
@@ -286,7 +324,7 @@ class PromoCodeCreated(_Open):
 
 DATA_MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (
     UserRegistered, UserUpdated, VenueCreated, EventCreated, EventUpdated, EventPublished, EventCancelled, SeatsHeld, SeatsReleased,
-    OrderConfirmed, OrderCancelled, WaitlistJoined, WaitlistOffered, OfferExpired, WaitlistConverted, WaitlistLeft,
+    OrderPlaced, OrderConfirmed, OrderCancelled, OrderPaymentFailed, RefundUpdated, WaitlistJoined, WaitlistOffered, OfferExpired, WaitlistConverted, WaitlistLeft,
     PromoCodeCreated)}
 # Kafka topic per aggregate type: evently.<aggregatetype> (Debezium outbox router). Everything about one event
 # shares aggregate type "event" and the event id as key, so it stays in commit order on one partition.

@@ -10,10 +10,14 @@ PublicEventStatus = Literal["on_sale", "cancelled"]  # drafts are the organizer'
 SectionKind = Literal["seated", "ga"]
 SeatStatus = Literal["available", "held", "sold"]
 HoldStatus = Literal["active", "converted", "released", "expired"]
-OrderStatus = Literal["confirmed", "cancelled"]
+OrderStatus = Literal["pending_payment", "confirmed", "payment_failed", "cancelled"]
+PaymentStatus = Literal["pending", "succeeded", "failed", "canceled"]  # contracts/payments.py
+RefundStatus = Literal["pending", "succeeded", "failed"]
 WaitlistStatus = Literal["waiting", "offered", "converted", "expired", "left"]
 HealthStatus = Literal["ok", "unavailable"]
-ReleaseReason = Literal["expired", "cancelled", "order_cancelled", "event_cancelled"]
+# payment_failed: a pending_payment order's payment failed; payment_expired: its payment window ended unpaid
+ReleaseReason = Literal["expired", "cancelled", "order_cancelled", "event_cancelled", "payment_failed",
+                        "payment_expired"]
 
 ROLES: tuple[str, ...] = get_args(Role)
 PUBLIC_EVENT_STATUSES: tuple[str, ...] = get_args(PublicEventStatus)

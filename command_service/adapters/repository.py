@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import re
 import weakref
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -38,8 +37,9 @@ from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from command_service.domain.model import (Event, GASectionState, Hold, InventoryChange, Layout, Order,
-                                          PromoCode, SaleInfo, SaleTerms, SeatChange, User, Venue, WaitlistEntry)
+from command_service.domain.model import (Event, GASectionState, Hold, InventoryChange, Layout, Order, OrderPayment,
+                                          OrderRefund, PromoCode, SaleInfo, SaleTerms, SeatChange, User, Venue,
+                                          WaitlistEntry)
 
 SEAT_CHANGE = "RETURNING s.seat_id, s.status, s.version"
 GA_STATE = "RETURNING g.section, g.capacity, g.held, g.sold, g.version"
@@ -75,10 +75,23 @@ def _entry(r: dict[str, Any]) -> WaitlistEntry:
 
 
 def _order(r: dict[str, Any]) -> Order:
+    """An ``orders`` row (plus, when the query joined it, its refund as ``refund_*`` columns)."""
+    payment = (OrderPayment(r["payment_provider"], r["payment_id"], r["payment_status"], r["checkout_url"],
+                            r["payment_expires_at"]) if r.get("payment_id") else None)
+    refund = (OrderRefund(r["refund_status"], r["refund_amount"], r["refund_reason"])
+              if r.get("refund_status") else None)
     return Order(str(r["id"]), str(r["event_id"]), str(r["buyer_id"]), str(r["hold_id"]),
                  tuple(r["seats"]) if r["seats"] else None, r["section"], r["quantity"], r["total"],
                  r["currency"], r["status"], r["created_at"], r["cancelled_at"], r.get("subtotal"),
-                 r.get("discount") or 0, str(r["promo_code_id"]) if r.get("promo_code_id") else None)
+                 r.get("discount") or 0, str(r["promo_code_id"]) if r.get("promo_code_id") else None,
+                 r.get("version") or 1, r.get("confirmed_at"), r.get("cancel_reason"), payment, refund,
+                 r.get("seats_released_at") is not None)
+
+
+# An order with its refund (the read every lifecycle step starts from); ``{lock}`` locks the order row only.
+ORDER_SQL = ("SELECT o.*, r.status AS refund_status, r.amount AS refund_amount, r.reason AS refund_reason, "
+             "e.organizer_id FROM orders o JOIN events e ON e.id = o.event_id "
+             "LEFT JOIN refunds r ON r.order_id = o.id WHERE {where}{lock}")
 
 
 def _promo(r: dict[str, Any]) -> PromoCode:
@@ -111,8 +124,15 @@ PREPARED = {
     "ev_checkout": END_HOLD_SQL.format(status="'converted'", hold="$1", buyer=" AND buyer_id = $2 AND expires_at > now()",
                                        seat_set="status = 'sold', order_id = $3", ga_sold=", sold = g.sold + h.quantity"),
     "ev_add_order": "INSERT INTO orders (id, event_id, buyer_id, hold_id, seats, section, quantity, total, currency, "
-                    "status, created_at, subtotal, discount, promo_code_id) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                    "status, created_at, subtotal, discount, promo_code_id, confirmed_at, payment_provider, "
+                    "payment_id, payment_status, checkout_url, payment_expires_at, reconcile_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, "
+                    "$20, $21)",
+    # A paid checkout: the hold is converted, its seats stay held (by the hold) for the payment window.
+    "ev_convert_hold": "UPDATE holds SET status = 'converted' WHERE id = $1 AND status = 'active' "
+                       "AND buyer_id = $2 AND expires_at > now() RETURNING *",
+    "ev_checkout_context": "SELECT h.*, o.id AS order_id FROM holds h LEFT JOIN orders o ON o.hold_id = h.id "
+                           "WHERE h.id = $1",
     "ev_outbox": "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES ($1, $2, $3, $4, $5)",
     "ev_sale_info": "SELECT e.status, v.sections FROM events e JOIN venues v ON v.id = e.venue_id WHERE e.id = $1",
 }
@@ -262,6 +282,14 @@ class Repository:
             "AND (valid_until IS NULL OR now() < valid_until) RETURNING *", (event_id, code))
         return _promo(r) if r else None
 
+    async def find_promo_code(self, event_id: str, code: str) -> PromoCode | None:
+        """The event's code if it could be redeemed now (valid dates, uses left); nothing is taken."""
+        r = await self._one(
+            "SELECT * FROM promo_codes WHERE event_id = %s AND upper(code) = upper(%s) AND uses < max_uses "
+            "AND (valid_from IS NULL OR valid_from <= now()) AND (valid_until IS NULL OR now() < valid_until)",
+            (event_id, code))
+        return _promo(r) if r else None
+
     async def return_promo_use(self, promo_code_id: str) -> None:
         """A cancelled order gives its use back (the cancel's conditional update runs once per order)."""
         self.queue("UPDATE promo_codes SET uses = uses - 1 WHERE id = %s AND uses > 0", (promo_code_id,))
@@ -274,6 +302,10 @@ class Repository:
             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (provider, event_id) DO NOTHING RETURNING 1",
             (provider, event.id, event.type, event.object_id, event.reference, event.status, Jsonb(payload)))
         return row is not None
+
+    async def mark_webhook_processed(self, provider: str, event_id: str) -> None:
+        self.queue("UPDATE payment_webhooks SET processed_at = now() WHERE provider = %s AND event_id = %s",
+                   (provider, event_id))
 
     async def purge_refresh_tokens(self) -> int:
         rows = await self._execute("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day' "
@@ -479,38 +511,142 @@ class Repository:
         return r["n"] if r else 0
 
     # --- orders ---------------------------------------------------------------------------
-    async def add_order(self, order: Order) -> None:
+    async def add_order(self, order: Order, reconcile_at: datetime | None = None) -> None:
+        p = order.payment
         self.queue_prepared(
             "ev_add_order",
             (order.id, order.event_id, order.buyer_id, order.hold_id, list(order.seats) if order.seats else None,
              order.section, order.quantity, order.total, order.currency, order.status, order.created_at,
-             order.subtotal, order.discount, order.promo_code_id))
+             order.subtotal, order.discount, order.promo_code_id, order.confirmed_at,
+             p.provider if p else None, p.id if p else None, p.status if p else None, p.checkout_url if p else None,
+             p.expires_at if p else None, reconcile_at))
 
-    async def get_order(self, order_id: str) -> tuple[Order, str] | None:
-        """The order and its event's organizer id."""
-        r = await self._one("SELECT o.*, e.organizer_id FROM orders o JOIN events e ON e.id = o.event_id "
-                            "WHERE o.id = %s", (order_id,))
+    async def checkout_context(self, hold_id: str) -> tuple[Hold | None, str | None]:
+        """The hold and the id of the order already made from it, if any (a repeated checkout)."""
+        r = await self._one(*self.prepared("ev_checkout_context", (hold_id,)))
+        return (_hold(r), str(r["order_id"]) if r["order_id"] else None) if r else (None, None)
+
+    async def convert_hold(self, hold_id: str, buyer_id: str) -> Hold | None:
+        """A paid checkout takes the buyer's live hold; its inventory stays held. None: not active, not the
+        buyer's, or expired."""
+        r = await self._one(*self.prepared("ev_convert_hold", (hold_id, buyer_id)))
+        return _hold(r) if r else None
+
+    async def get_order(self, order_id: str, *, lock: bool = False) -> tuple[Order, str] | None:
+        """The order (with its refund) and its event's organizer id; ``lock``: the order row FOR UPDATE (every
+        change of an order is made under this lock, taken before any inventory row)."""
+        r = await self._one(ORDER_SQL.format(where="o.id = %s", lock=" FOR UPDATE OF o" if lock else ""),
+                            (order_id,))
         return (_order(r), str(r["organizer_id"])) if r else None
 
-    async def cancel_order(self, order: Order) -> tuple[Order, InventoryChange] | None:
-        """Cancel a confirmed order and return its inventory; None when it was already cancelled."""
-        cancelled = ("WITH o AS (UPDATE orders SET status = 'cancelled', cancelled_at = now() "
-                     "WHERE id = %(order)s AND status = 'confirmed' RETURNING *) ")
-        if order.seats:
+    async def order_for_payment(self, provider: str, payment_id: str, *, lock: bool = False) -> Order | None:
+        r = await self._one(ORDER_SQL.format(where="o.payment_provider = %s AND o.payment_id = %s",
+                                             lock=" FOR UPDATE OF o" if lock else ""), (provider, payment_id))
+        return _order(r) if r else None
+
+    async def save_order(self, o: Order, *, reconcile_at: datetime | None = None, reconcile_now: bool = False) -> None:
+        """Write an order's state (its row is locked: ``get_order(lock=True)``)."""
+        self.queue(
+            "UPDATE orders SET status = %s, version = %s, confirmed_at = %s, cancelled_at = %s, cancel_reason = %s, "
+            "payment_status = %s, seats_released_at = CASE WHEN %s THEN coalesce(seats_released_at, now()) END, "
+            "reconcile_at = " + ("now()" if reconcile_now else "coalesce(%s, reconcile_at)") + " WHERE id = %s",
+            (o.status, o.version, o.confirmed_at, o.cancelled_at, o.cancel_reason,
+             o.payment.status if o.payment else None, o.seats_released,
+             *(() if reconcile_now else (reconcile_at,)), o.id))
+
+    # --- an order's inventory (the order row is locked first) -------------------------------
+    async def sell_held(self, o: Order) -> InventoryChange:
+        """The order's seats, held by its hold, become sold; or its GA places move from held to sold."""
+        if o.seats:
             rows = await self._execute(
-                cancelled + "UPDATE seats s SET status = 'available', hold_id = NULL, order_id = NULL, "
-                "version = s.version + 1 FROM o WHERE s.event_id = o.event_id AND s.seat_id = ANY(o.seats) "
-                "AND s.order_id = %(order)s AND s.status = 'sold' " + SEAT_CHANGE + ", o.cancelled_at",
-                {"order": order.id})
-        else:
-            rows = await self._execute(
-                cancelled + "UPDATE ga_sections g SET sold = g.sold - o.quantity, version = g.version + 1 FROM o "
-                "WHERE g.event_id = o.event_id AND g.section = o.section " + GA_STATE + ", o.cancelled_at",
-                {"order": order.id})
-        if not rows:
-            return None
-        done = replace(order, status="cancelled", cancelled_at=rows[0]["cancelled_at"])
-        return done, (_seats(rows) if order.seats else _ga(rows))
+                "UPDATE seats s SET status = 'sold', order_id = %s, version = s.version + 1 WHERE s.event_id = %s "
+                "AND s.seat_id = ANY(%s) AND s.hold_id = %s AND s.status = 'held' " + SEAT_CHANGE,
+                (o.id, o.event_id, list(o.seats), o.hold_id))
+            return _seats(rows)
+        return _ga(await self._execute(
+            "UPDATE ga_sections g SET held = g.held - %(n)s, sold = g.sold + %(n)s, version = g.version + 1 "
+            "WHERE g.event_id = %(event)s AND g.section = %(section)s AND g.held >= %(n)s " + GA_STATE,
+            {"n": o.quantity, "event": o.event_id, "section": o.section}))
+
+    async def release_held(self, o: Order) -> InventoryChange:
+        """The order's seats or GA places, still held for its payment, go back on sale."""
+        if o.seats:
+            return _seats(await self._execute(
+                "UPDATE seats s SET status = 'available', hold_id = NULL, version = s.version + 1 "
+                "WHERE s.event_id = %s AND s.seat_id = ANY(%s) AND s.hold_id = %s AND s.status = 'held' " + SEAT_CHANGE,
+                (o.event_id, list(o.seats), o.hold_id)))
+        return _ga(await self._execute(
+            "UPDATE ga_sections g SET held = g.held - %(n)s, version = g.version + 1 WHERE g.event_id = %(event)s "
+            "AND g.section = %(section)s AND g.held >= %(n)s " + GA_STATE,
+            {"n": o.quantity, "event": o.event_id, "section": o.section}))
+
+    async def release_sold(self, o: Order) -> InventoryChange:
+        """A cancelled confirmed order's seats or GA places go back on sale."""
+        if o.seats:
+            return _seats(await self._execute(
+                "UPDATE seats s SET status = 'available', hold_id = NULL, order_id = NULL, version = s.version + 1 "
+                "WHERE s.event_id = %s AND s.seat_id = ANY(%s) AND s.order_id = %s AND s.status = 'sold' "
+                + SEAT_CHANGE, (o.event_id, list(o.seats), o.id)))
+        return _ga(await self._execute(
+            "UPDATE ga_sections g SET sold = g.sold - %(n)s, version = g.version + 1 WHERE g.event_id = %(event)s "
+            "AND g.section = %(section)s AND g.sold >= %(n)s " + GA_STATE,
+            {"n": o.quantity, "event": o.event_id, "section": o.section}))
+
+    async def retake(self, o: Order) -> InventoryChange:
+        """A payment that succeeded after its window: hold the order's seats again for its hold, all of them or
+        none (a savepoint undoes a partial take); GA places if they still fit. Empty change: not all free."""
+        if not o.seats:
+            return _ga(await self._execute(
+                "UPDATE ga_sections g SET held = g.held + %(n)s, version = g.version + 1 WHERE g.event_id = %(event)s "
+                "AND g.section = %(section)s AND g.held + g.sold + %(n)s <= g.capacity " + GA_STATE,
+                {"n": o.quantity, "event": o.event_id, "section": o.section}))
+        self.queue("SAVEPOINT retake")
+        change = _seats(await self._execute(
+            "UPDATE seats s SET status = 'held', hold_id = %s, version = s.version + 1 WHERE s.event_id = %s "
+            "AND s.seat_id = ANY(%s) AND s.status = 'available' " + SEAT_CHANGE, (o.hold_id, o.event_id, list(o.seats))))
+        if len(change.seats) == len(o.seats):
+            self.queue("RELEASE SAVEPOINT retake")
+            return change
+        self.queue("ROLLBACK TO SAVEPOINT retake")
+        return InventoryChange()
+
+    # --- the sweeper's work lists (several processes sweep: SKIP LOCKED, and a claim pushes the row's time) -----
+    async def claim_ended_windows(self, limit: int) -> list[str]:
+        """Orders still pending_payment whose payment window ended with their seats still held."""
+        rows = await self._execute(
+            "SELECT id FROM orders WHERE status = 'pending_payment' AND seats_released_at IS NULL "
+            "AND payment_expires_at <= now() ORDER BY payment_expires_at LIMIT %s FOR UPDATE SKIP LOCKED", (limit,))
+        return [str(r["id"]) for r in rows]
+
+    async def claim_reconciliations(self, limit: int, retry_in_s: float) -> list[str]:
+        """Orders whose payment is still pending at its reconciliation time (window + grace, or at once for an
+        order that no longer waits for it); each claim moves the time on by ``retry_in_s``."""
+        rows = await self._execute(
+            "UPDATE orders SET reconcile_at = now() + make_interval(secs => %s) WHERE id IN (SELECT id FROM orders "
+            "WHERE payment_status = 'pending' AND reconcile_at <= now() ORDER BY reconcile_at LIMIT %s "
+            "FOR UPDATE SKIP LOCKED) RETURNING id", (retry_in_s, limit))
+        return [str(r["id"]) for r in rows]
+
+    # --- refunds ---------------------------------------------------------------------------
+    async def add_refund(self, o: Order, *, first_attempt_in_s: float = 0.0) -> None:
+        """The order's refund, once (an order has at most one): ``o.refund`` as the order now says."""
+        assert o.refund is not None and o.payment is not None
+        self.queue("INSERT INTO refunds (order_id, payment_id, amount, reason, next_attempt_at) "
+                   "VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s)) ON CONFLICT (order_id) DO NOTHING",
+                   (o.id, o.payment.id, o.refund.amount, o.refund.reason, first_attempt_in_s))
+
+    async def claim_refunds(self, limit: int, retry_in_s: float) -> list[str]:
+        rows = await self._execute(
+            "UPDATE refunds SET next_attempt_at = now() + make_interval(secs => %s), attempts = attempts + 1 "
+            "WHERE order_id IN (SELECT order_id FROM refunds WHERE status = 'pending' AND next_attempt_at <= now() "
+            "ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING order_id", (retry_in_s, limit))
+        return [str(r["order_id"]) for r in rows]
+
+    async def save_refund(self, order_id: str, status: str, *, provider_refund_id: str | None = None,
+                          error: str | None = None) -> None:
+        self.queue("UPDATE refunds SET status = %s, provider_refund_id = coalesce(%s, provider_refund_id), "
+                   "last_error = %s, updated_at = now() WHERE order_id = %s",
+                   (status, provider_refund_id, error, order_id))
 
     # --- event cancellation ---------------------------------------------------------------
     async def cancel_event_inventory(self, event: Event) -> tuple[list[Hold], list[Order], InventoryChange]:
@@ -531,8 +667,11 @@ class Repository:
             # including those checked out meanwhile.
             (release.format("id IN (SELECT id FROM holds WHERE event_id = %(event)s AND status = 'active' "
                             "FOR UPDATE SKIP LOCKED)"), e),
-            ("UPDATE orders SET status = 'cancelled', cancelled_at = now() "
-             "WHERE event_id = %(event)s AND status = 'confirmed' RETURNING *", e),
+            # a pending payment is cancelled at the provider by the sweeper's reconciliation (at once)
+            ("UPDATE orders SET status = 'cancelled', cancelled_at = now(), cancel_reason = 'event_cancelled', "
+             "version = version + 1, seats_released_at = coalesce(seats_released_at, now()), "
+             "reconcile_at = CASE WHEN payment_status = 'pending' THEN now() END "
+             "WHERE event_id = %(event)s AND status IN ('confirmed', 'pending_payment') RETURNING *", e),
             ("UPDATE seats s SET status = 'available', hold_id = NULL, order_id = NULL, version = s.version + 1 "
              f"WHERE {in_event} AND s.status <> 'available' " + SEAT_CHANGE, e),
             ("UPDATE ga_sections g SET held = 0, sold = 0, version = g.version + 1 "

@@ -120,6 +120,24 @@ class OrderCancelled(DomainEvent):
         return cls(order.event_id, {"order": order.to_json(), "reason": reason})
 
 
+class _OrderChange(DomainEvent):
+    @classmethod
+    def of(cls, order: Order) -> _OrderChange:
+        return cls(order.event_id, {"order": order.to_json()})
+
+
+class OrderPlaced(_OrderChange):
+    """A paid order waits for its payment; its seats stay held (no inventory moves)."""
+
+
+class OrderPaymentFailed(_OrderChange):
+    """The payment failed or was cancelled; the inventory comes back in a SeatsReleased of the same transaction."""
+
+
+class RefundUpdated(_OrderChange):
+    """The order's refund settled (succeeded or failed)."""
+
+
 # --- waitlist: every event carries the entry's absolute state after the change (version-guarded) ------------
 class WaitlistEvent(DomainEvent):
     @classmethod

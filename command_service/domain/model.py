@@ -445,7 +445,42 @@ class Hold:
 
 
 @dataclass(frozen=True)
+class OrderPayment:
+    """A paid order's payment at the provider. ``status`` is what we last learnt of it (contracts/payments.py)."""
+
+    provider: str
+    id: str
+    status: str  # pending | succeeded | failed | canceled
+    checkout_url: str | None
+    expires_at: datetime  # the payment window: the seats stay held for the buyer until then
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "provider": self.provider, "status": self.status, "checkout_url": self.checkout_url,
+                "expires_at": iso(self.expires_at)}
+
+
+@dataclass(frozen=True)
+class OrderRefund:
+    status: str  # pending | succeeded | failed
+    amount: int
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "amount": self.amount, "reason": self.reason}
+
+
+SEATS_UNAVAILABLE = "seats_unavailable"  # refund reason: the payment succeeded after its seats were resold
+
+
+@dataclass(frozen=True)
 class Order:
+    """An order and its lifecycle (CONTRACT v2 "Orders, payments and refunds"; command_service/README.md):
+
+    free: confirmed -> cancelled.  paid: pending_payment -> confirmed -> cancelled (refund);
+    pending_payment -> payment_failed | cancelled. Every change is a new ``version``. The seats of a
+    ``pending_payment`` order are held by its hold until ``payment.expires_at``; ``seats_released`` says the window
+    ended (or the order left) and they went back on sale."""
+
     id: str
     event_id: str
     buyer_id: str
@@ -455,12 +490,18 @@ class Order:
     quantity: int
     total: int
     currency: str
-    status: str = "confirmed"  # confirmed -> cancelled
+    status: str = "confirmed"
     created_at: datetime = field(default_factory=utcnow)
     cancelled_at: datetime | None = None
     subtotal: int | None = None  # before the discount (None: as ``total``)
     discount: int = 0
     promo_code_id: str | None = None
+    version: int = 1
+    confirmed_at: datetime | None = None
+    cancel_reason: str | None = None
+    payment: OrderPayment | None = None
+    refund: OrderRefund | None = None
+    seats_released: bool = False
 
     def __post_init__(self) -> None:
         if self.subtotal is None:
@@ -468,10 +509,53 @@ class Order:
 
     @classmethod
     def from_hold(cls, hold: Hold, order_id: str, promo: PromoCode | None = None) -> Order:
+        """A free order (total 0 after the discount) is confirmed at once; a paid one waits for its payment."""
         discount = promo.discount(hold.total) if promo else 0
+        total = hold.total - discount
+        now = utcnow()
         return cls(order_id, hold.event_id, hold.buyer_id, hold.id, hold.seats, hold.section, hold.quantity,
-                   hold.total - discount, hold.currency, subtotal=hold.total, discount=discount,
-                   promo_code_id=promo.id if promo else None)
+                   total, hold.currency, status="confirmed" if total == 0 else "pending_payment", created_at=now,
+                   subtotal=hold.total, discount=discount, promo_code_id=promo.id if promo else None,
+                   confirmed_at=now if total == 0 else None)
+
+    @property
+    def paid(self) -> bool:
+        return self.payment is not None
+
+    def with_payment(self, payment: OrderPayment) -> Order:
+        return replace(self, payment=payment)
+
+    def _next(self, **changes: Any) -> Order:
+        return replace(self, version=self.version + 1, **changes)
+
+    def confirmed(self) -> Order:
+        return self._next(status="confirmed", confirmed_at=utcnow(), payment=self._payment("succeeded"))
+
+    def payment_failed(self, payment_status: str) -> Order:
+        return self._next(status="payment_failed", payment=self._payment(payment_status), seats_released=True)
+
+    def cancelled(self, reason: str) -> Order:
+        """Cancelled, by whom (``reason``). A refund is due when its payment succeeded (``refund_due``)."""
+        return self._next(status="cancelled", cancelled_at=utcnow(), cancel_reason=reason, seats_released=True)
+
+    def settled(self, payment_status: str) -> Order:
+        """The payment's final status learnt for an order that no longer waits for it (cancelled or failed)."""
+        return self._next(payment=self._payment(payment_status))
+
+    def refunding(self, reason: str) -> Order:
+        return self._next(refund=OrderRefund("pending", self.total, reason))
+
+    def refund_settled(self, status: str) -> Order:
+        assert self.refund is not None
+        return self._next(refund=replace(self.refund, status=status))
+
+    def _payment(self, status: str) -> OrderPayment | None:
+        return replace(self.payment, status=status) if self.payment else None
+
+    def refund_due(self) -> bool:
+        """Money was taken and the buyer holds no ticket for it: give it back (once)."""
+        return (self.status in ("cancelled", "payment_failed") and self.payment is not None
+                and self.payment.status == "succeeded" and self.total > 0 and self.refund is None)
 
     def ensure_cancellable_by(self, actor: Principal, event_organizer_id: str) -> None:
         if actor.role == "admin" or actor.user_id in (self.buyer_id, event_organizer_id):
@@ -479,10 +563,16 @@ class Order:
         raise errors.NotFound("no such order")  # private to its buyer and the event's organizer
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "event_id": self.event_id, "buyer_id": self.buyer_id, "hold_id": self.hold_id,
-                "status": self.status, **items(self.seats, self.section, self.quantity), "subtotal": self.subtotal,
-                "discount": self.discount, "total": self.total, "currency": self.currency,
-                "created_at": iso(self.created_at), "cancelled_at": iso(self.cancelled_at)}
+        out = {"id": self.id, "event_id": self.event_id, "buyer_id": self.buyer_id, "hold_id": self.hold_id,
+               "status": self.status, **items(self.seats, self.section, self.quantity), "subtotal": self.subtotal,
+               "discount": self.discount, "total": self.total, "currency": self.currency,
+               "created_at": iso(self.created_at), "cancelled_at": iso(self.cancelled_at),
+               "confirmed_at": iso(self.confirmed_at), "version": self.version}
+        if self.payment:
+            out["payment"] = self.payment.to_json()
+        if self.refund:
+            out["refund"] = self.refund.to_json()
+        return out
 
 
 # --- promo codes --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import multiprocessing.connection
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -186,12 +187,12 @@ DESCRIPTION = (
 
 def route(method: str, path: str, summary: str, *, ok: int = 200, response: type[BaseModel] | None = None,
           body: type[BaseModel] | None = None, auth: bool = True, errors_: tuple[int, ...] = (),
-          tags: tuple[str, ...] = (), description: str = "") -> Callable:
+          tags: tuple[str, ...] = (), description: str = "", extra_ok: tuple[int, ...] = ()) -> Callable:
     """Register an aiohttp route and record its OpenAPI operation. ``body``: the command whose fields (minus the
     token's actor and the path ids) are the JSON body."""
     def register(handler: Callable) -> Callable:
         routes.route(method, path)(handler)
-        responses: dict[int, Any] = {ok: response}
+        responses: dict[int, Any] = {ok: response, **{status: response for status in extra_ok}}
         for status in errors_ + ((403,) if auth else ()):
             responses[status] = ErrorBody
         headers = (IDEMPOTENCY_KEY,) if method == "POST" and path not in NOT_IDEMPOTENT else ()
@@ -314,16 +315,27 @@ async def release_hold(request: web.Request) -> web.Response:
 
 @route("POST", "/api/v1/orders", "Check out a hold (the buyer who owns it)", ok=201, response=schemas.Order,
        body=commands.Checkout, errors_=(400, 404, 409, 410), tags=("buying",),
-       description="410 `HOLD_EXPIRED` when the hold expired or was released. `promo_code` lowers `total` "
-                   "(`subtotal` - `discount`); 400 `INVALID_PROMO_CODE` for an unknown, expired or used-up code, "
-                   "or one not valid for the hold's sections (the hold stays active).")
+       description="A free order (total 0) is `confirmed` at once. A paid one is `pending_payment` with "
+                   "`payment: {id, provider, status, checkout_url, expires_at}`: the buyer pays on `checkout_url`, "
+                   "and the provider's webhook confirms it (or `payment_failed`); its seats stay held until "
+                   "`payment.expires_at`. The same request again for the same hold answers 200 with the same order "
+                   "as it is now. 410 `HOLD_EXPIRED` when the hold expired or was released. `promo_code` lowers "
+                   "`total` (`subtotal` - `discount`); 400 `INVALID_PROMO_CODE` for an unknown, expired or "
+                   "used-up code, or one not valid for the hold's sections (the hold stays active). 503 "
+                   "`DEPENDENCY_UNAVAILABLE` when the payment provider does not answer (the hold stays active).",
+       extra_ok=(200,))
 async def checkout(request: web.Request) -> web.Response:
-    return web.json_response((await run(request, commands.Checkout)).to_json(), status=201)
+    order, created = await run(request, commands.Checkout)
+    return web.json_response(order.to_json(), status=201 if created else 200)
 
 
 @route("POST", "/api/v1/orders/{order_id}/cancel", "Cancel an order; its seats return to sale exactly once",
        response=schemas.Order, errors_=(404,), tags=("buying",),
-       description="The owning buyer, the event's organizer or an admin. Repeating it is harmless.")
+       description="The owning buyer, the event's organizer or an admin. Repeating it is harmless. A paid, "
+                   "confirmed order is refunded: `refund: {status: pending | succeeded | failed, amount, reason}` "
+                   "(asked of the provider once, with the order id as idempotency key; retried until it answers). "
+                   "A `pending_payment` order is cancelled and its payment cancelled at the provider (refunded if "
+                   "it had succeeded). A `payment_failed` order is returned as it is.")
 async def cancel_order(request: web.Request) -> web.Response:
     order = await run(request, commands.CancelOrder, body=False, order_id=path_id(request, "order_id"))
     return web.json_response(order.to_json())
@@ -525,12 +537,20 @@ async def services_ctx(app: web.Application):
     yield
     for t in tasks:
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await svc.payments.close()
-    await lease.close()
-    await client.aclose()
-    await redis_pool.aclose()
-    await pool.close()
+    # Each step of the shutdown is bounded: a stuck one is named in the log and left behind, so stopping a
+    # process (or a test server) never hangs on it.
+    for name, step in (("background tasks", asyncio.gather(*tasks, return_exceptions=True)),
+                       ("payment provider", svc.payments.close()), ("process lease", lease.close()),
+                       ("redis client", client.aclose()), ("redis pool", redis_pool.aclose()),
+                       ("postgresql pool", pool.close())):
+        try:
+            await asyncio.wait_for(step, SHUTDOWN_STEP_S)
+        except asyncio.TimeoutError:
+            log.warning("shutdown_step_timed_out", step=name, seconds=SHUTDOWN_STEP_S)
+            print(f"command service: shutdown step {name!r} did not finish in {SHUTDOWN_STEP_S} s", file=sys.stderr)
+
+
+SHUTDOWN_STEP_S = 10.0
 
 
 async def _live_revocations(svc: Services) -> dict[str, float]:

@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import Field
 
 from common.openapi import Count, DateTime, Money, ResponseModel, Uuid
-from contracts.vocabulary import EventStatus, HoldStatus, OrderStatus, Role, SectionKind, WaitlistStatus
+from contracts.vocabulary import (EventStatus, HoldStatus, OrderStatus, PaymentStatus, RefundStatus, Role, SectionKind,
+                                 WaitlistStatus)
 
 
 class User(ResponseModel):
@@ -101,6 +102,20 @@ class Hold(ResponseModel):
     waitlist_entry_id: Uuid = None  # only on a waitlist offer
 
 
+class PaymentState(ResponseModel):
+    id: str
+    provider: str
+    status: PaymentStatus
+    checkout_url: str | None = Field(description="the provider's hosted page (devpay); null for Stripe")
+    expires_at: DateTime = Field(description="the payment window: the seats stay held for the buyer until then")
+
+
+class RefundState(ResponseModel):
+    status: RefundStatus
+    amount: Money
+    reason: str
+
+
 class Order(ResponseModel):
     id: Uuid
     event_id: Uuid
@@ -116,6 +131,10 @@ class Order(ResponseModel):
     currency: str
     created_at: DateTime
     cancelled_at: DateTime | None
+    confirmed_at: DateTime | None
+    version: int = Field(ge=1, description="grows by one with every change of the order")
+    payment: PaymentState = Field(None, description="a paid order's payment (absent for a free order)")
+    refund: RefundState = Field(None, description="present once a paid order's money is being returned")
 
 
 class WaitlistJoined(ResponseModel):

@@ -4,6 +4,10 @@ Every ``interval`` seconds it releases holds whose ``expires_at`` has passed (Po
 and Redis locks, emitting SeatsReleased with reason "expired"). It does not rely on Redis
 keyspace notifications. Several processes sweep safely: each claims a batch of expired holds
 with FOR UPDATE SKIP LOCKED, and releasing a hold is a conditional update anyway.
+It also runs the order lifecycle's steps (service_layer/orders.py): the seats of orders whose payment window
+ended go back on sale, payments still pending after their window + grace (or of orders cancelled meanwhile) are
+reconciled with the provider, and refunds the provider has not answered are asked again. Each claims its rows
+with SKIP LOCKED and pushes their next time on, so several processes never do one twice at once.
 It also purges, once a minute, idempotency keys older than 24 h, refresh tokens expired for a day, and outbox
 rows older than ``EVENTLY_OUTBOX_RETENTION_SECONDS`` (Debezium streamed them long ago: it reads the WAL).
 """
@@ -17,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from command_service.adapters import outbox
 from command_service.adapters.idempotency import IdempotencyStore
-from command_service.service_layer import handlers
+from command_service.service_layer import handlers, orders
 from command_service.service_layer.services import Services
 
 log = structlog.get_logger()
@@ -32,6 +36,13 @@ async def run(svc: Services, pool: AsyncConnectionPool, idempotency: Idempotency
             expired = await handlers.expire_holds(svc, BATCH)
             if expired:
                 log.info("holds_expired", count=expired)
+            for step in (orders.release_ended_windows, orders.reconcile_payments, orders.retry_refunds):
+                try:  # one failing step (the provider down, a deadlock) does not hold the others back
+                    done = await step(svc)
+                    if done:
+                        log.info(step.__name__, count=done)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("sweep_step_failed", step=step.__name__, error=repr(exc))
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_EVERY
                 await idempotency.purge_expired()

@@ -1,9 +1,11 @@
 """Command handlers: one per command. Each validates against the domain, changes state inside one
-unit of work (outbox included) and only then touches Redis.
+unit of work (outbox included) and only then touches Redis. The order lifecycle (checkout, payments, cancels,
+refunds) is in service_layer/orders.py.
 
 A seat's journey (README.md): ``create_hold`` -> SeatLocks.acquire (Redis, all or none) ->
-Repository.reserve (PostgreSQL decides) -> SeatsHeld in the outbox -> ``checkout`` ->
-Repository.end_hold(..., "converted") -> OrderConfirmed -> SeatLocks.settle records the seat as sold.
+Repository.reserve (PostgreSQL decides) -> SeatsHeld in the outbox -> ``orders.checkout`` (pending_payment,
+seats still held) -> the provider's webhook -> ``orders.apply_payment`` -> Repository.sell_held -> OrderConfirmed
+-> SeatLocks.settle records the seat as sold.
 """
 from __future__ import annotations
 
@@ -23,13 +25,13 @@ from command_service import metrics
 from command_service.adapters.passwords import hash_password, verify_password
 from command_service.domain import commands, errors
 from command_service.domain.events import (EventCancelled, EventCreated, EventPublished, EventUpdated,
-                                           OfferExpired, OrderCancelled, OrderConfirmed, PromoCodeCreated, SeatsHeld,
+                                           OfferExpired, OrderCancelled, PromoCodeCreated, SeatsHeld,
                                            SeatsReleased,
-                                           UserRegistered, UserUpdated, VenueCreated, WaitlistConverted,
+                                           UserRegistered, UserUpdated, VenueCreated,
                                            WaitlistJoined, WaitlistLeft)
-from command_service.domain.model import (Event, Hold, InventoryChange, Order, PromoCode, User, Venue,
+from command_service.domain.model import (Event, Hold, InventoryChange, PromoCode, User, Venue,
                                           WaitlistEntry, new_id, require_owner, require_role, utcnow)
-from contracts import seats as seat_ids
+from command_service.service_layer import orders
 from command_service.service_layer.services import Services, best_effort
 from command_service.service_layer.unit_of_work import TransientConflict, UnitOfWork
 from command_service.service_layer.waitlist import lock_offers, offer_waitlist, waitlist_scope
@@ -213,9 +215,16 @@ async def cancel_event(cmd: commands.CancelEvent, svc: Services) -> Event:
         if event.cancel():
             await uow.repo.save_event(event)
             uow.emit(EventCancelled.of(event))
-        holds, orders, change = await uow.repo.cancel_event_inventory(event)
+        holds, cancelled, change = await uow.repo.cancel_event_inventory(event)
         parts = change.chunks(RELEASE_CHUNK)
-        uow.emit(*(OrderCancelled.of(o, "event_cancelled") for o in orders))
+        refunds = []
+        for o in cancelled:  # paid orders get their money back (asked after the commit, retried by the sweeper)
+            if o.refund_due():
+                o = o.refunding("event_cancelled")
+                await uow.repo.save_order(o)
+                await uow.repo.add_refund(o, first_attempt_in_s=orders.INLINE_REFUND_CLAIM_S)
+                refunds.append(o)
+            uow.emit(OrderCancelled.of(o, "event_cancelled"))
         uow.emit(*(SeatsReleased.of(event.id, "event_cancelled", part) for part in parts))
         for entry in await uow.repo.active_entries(event.id):  # the queue ends with the event
             ended = entry.moved("expired")
@@ -225,13 +234,14 @@ async def cancel_event(cmd: commands.CancelEvent, svc: Services) -> Event:
             uow.emit(kind.of(ended, reason="event_cancelled"))
         await uow.commit()
     svc.catalog.forget(event.id)
-    metrics.ORDER_CANCELLATIONS.labels("event_cancelled").inc(len(orders))
+    metrics.ORDER_CANCELLATIONS.labels("event_cancelled").inc(len(cancelled))
     metrics.HOLDS_ENDED.labels("event_cancelled").inc(len(holds))
     for part in parts:
         await best_effort(event.id, svc.locks.settle(event.id, part.seats))
     for h in holds:
         if h.seats:
             await best_effort(event.id, svc.locks.settle(event.id, hold_id=h.id, unlock=h.seats))
+    await orders.refund_cancelled_orders(svc, refunds)
     return event
 
 
@@ -327,46 +337,6 @@ async def _end_hold(svc: Services, hold: Hold, status: str, reason: str) -> None
     await lock_offers(svc, offers)
 
 
-async def checkout(cmd: commands.Checkout, svc: Services) -> Order:
-    """One transaction turns a live hold into a confirmed order; a hold checks out once only."""
-    require_role(cmd.actor, "buyer")
-    async with svc.uow() as uow:
-        order_id = new_id()
-        hold, change = await uow.repo.end_hold(cmd.hold_id, "converted", buyer_id=cmd.actor.user_id,
-                                               order_id=order_id)
-        if hold is None or not hold.covered_by(change):
-            raise await _checkout_refusal(uow, cmd)
-        promo = await _redeem(uow, hold, cmd.promo_code) if cmd.promo_code else None
-        order = Order.from_hold(hold, order_id, promo)
-        await uow.repo.add_order(order)
-        uow.emit(OrderConfirmed.of(order, change))
-        if hold.waitlist_entry_id:  # a waitlist offer was taken
-            entry = await uow.repo.entry_for_hold(hold.id)
-            if entry is not None and entry.active:
-                done = entry.moved("converted")
-                await uow.repo.save_waitlist_entry(done)
-                uow.emit(WaitlistConverted.of(done))
-        await uow.commit()
-    metrics.ORDERS.labels("seated" if hold.seats else "ga").inc()
-    if hold.seats:
-        await best_effort(hold.event_id, svc.locks.settle(hold.event_id, change.seats, hold_id=hold.id,
-                                                           unlock=hold.seats))
-    return order
-
-
-async def _redeem(uow: UnitOfWork, hold: Hold, code: str) -> PromoCode:
-    """One use of the code, in the checkout's transaction (so a refused checkout takes no use): refused, the whole
-    checkout is (the hold stays active, and the buyer may check out without the code)."""
-    promo = await uow.repo.redeem_promo_code(hold.event_id, code)
-    if promo is None:
-        raise errors.InvalidPromoCode("unknown, expired or used-up promo code", {"promo_code": code})
-    sections = {seat_ids.parse(s).section for s in hold.seats} if hold.seats else {hold.section}
-    if not all(promo.applies_to(sec) for sec in sections):
-        raise errors.InvalidPromoCode("this promo code is not valid for these seats",
-                                      {"promo_code": code, "sections": sorted(promo.sections or ())})
-    return promo
-
-
 async def create_promo_code(cmd: commands.CreatePromoCode, svc: Services) -> PromoCode:
     async with svc.uow() as uow:
         event = await _owned_event(uow, cmd.actor, cmd.event_id)
@@ -382,36 +352,6 @@ async def create_promo_code(cmd: commands.CreatePromoCode, svc: Services) -> Pro
         uow.emit(PromoCodeCreated.of(promo))
         await uow.commit()
     return promo
-
-
-async def _checkout_refusal(uow: UnitOfWork, cmd: commands.Checkout) -> errors.DomainError:
-    hold = await uow.repo.get_hold(cmd.hold_id)
-    return hold.checkout_refusal(cmd.actor.user_id) if hold else errors.NotFound("no such hold")
-
-
-async def cancel_order(cmd: commands.CancelOrder, svc: Services) -> Order:
-    """Repeatable: of two concurrent cancels only one finds the order confirmed and returns its seats."""
-    async with svc.uow() as uow:
-        found = await uow.repo.get_order(cmd.order_id)
-        if found is None:
-            raise errors.NotFound("no such order")
-        order, organizer_id = found
-        order.ensure_cancellable_by(cmd.actor, organizer_id)
-        result = await uow.repo.cancel_order(order)
-        if result is None:  # already cancelled, maybe by a concurrent request
-            return replace(order, status="cancelled")
-        order, change = result
-        if order.promo_code_id:  # the cancel above matched once: the use comes back once
-            await uow.repo.return_promo_use(order.promo_code_id)
-        reason = f"cancelled_by_{cmd.actor.role}"
-        uow.emit(OrderCancelled.of(order, reason),
-                 SeatsReleased.of(order.event_id, "order_cancelled", change, order_id=order.id))
-        offers = await offer_waitlist(uow, svc, order.event_id, change)
-        await uow.commit()
-    metrics.ORDER_CANCELLATIONS.labels(reason).inc()
-    await best_effort(order.event_id, svc.locks.settle(order.event_id, change.seats))
-    await lock_offers(svc, offers)
-    return order
 
 
 # --- waitlist (buyers) --------------------------------------------------------------------
@@ -466,17 +406,6 @@ async def leave_waitlist(cmd: commands.LeaveWaitlist, svc: Services) -> None:
     await lock_offers(svc, offers)
 
 
-async def record_payment_webhook(cmd: commands.RecordPaymentWebhook, svc: Services) -> dict[str, Any]:
-    """Record a verified webhook once per provider event id (the provider retries until it gets a 2xx, and may
-    send an event twice). The order lifecycle acts on the recorded rows (issue 13, next step)."""
-    async with svc.uow() as uow:
-        new = await uow.repo.record_payment_webhook(cmd.provider, cmd.event, cmd.payload)
-        await uow.commit()
-    log.info("payment_webhook", provider=cmd.provider, type=cmd.event.type, object_id=cmd.event.object_id,
-             duplicate=not new)
-    return {"received": True, "duplicate": not new}
-
-
 HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]] = {
     commands.Register: register,
     commands.IssueToken: issue_token,
@@ -491,11 +420,11 @@ HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]
     commands.CancelEvent: cancel_event,
     commands.CreateHold: create_hold,
     commands.ReleaseHold: release_hold,
-    commands.Checkout: checkout,
-    commands.CancelOrder: cancel_order,
+    commands.Checkout: orders.checkout,
+    commands.CancelOrder: orders.cancel_order,
     commands.JoinWaitlist: join_waitlist,
     commands.LeaveWaitlist: leave_waitlist,
-    commands.RecordPaymentWebhook: record_payment_webhook,
+    commands.RecordPaymentWebhook: orders.payment_webhook,
     commands.CreatePromoCode: create_promo_code,
 }
 
