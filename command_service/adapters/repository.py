@@ -88,10 +88,10 @@ def _order(r: dict[str, Any]) -> Order:
                  r.get("seats_released_at") is not None)
 
 
-# An order with its refund (the read every lifecycle step starts from); ``{lock}`` locks the order row only.
+# An order with its refund (the read every lifecycle step starts from).
 ORDER_SQL = ("SELECT o.*, r.status AS refund_status, r.amount AS refund_amount, r.reason AS refund_reason, "
              "e.organizer_id FROM orders o JOIN events e ON e.id = o.event_id "
-             "LEFT JOIN refunds r ON r.order_id = o.id WHERE {where}{lock}")
+             "LEFT JOIN refunds r ON r.order_id = o.id WHERE {where}")
 
 
 def _promo(r: dict[str, Any]) -> PromoCode:
@@ -535,14 +535,21 @@ class Repository:
     async def get_order(self, order_id: str, *, lock: bool = False) -> tuple[Order, str] | None:
         """The order (with its refund) and its event's organizer id; ``lock``: the order row FOR UPDATE (every
         change of an order is made under this lock, taken before any inventory row)."""
-        r = await self._one(ORDER_SQL.format(where="o.id = %s", lock=" FOR UPDATE OF o" if lock else ""),
-                            (order_id,))
-        return (_order(r), str(r["organizer_id"])) if r else None
+        read = (ORDER_SQL.format(where="o.id = %s"), (order_id,))
+        if lock:  # lock first, then read in a later statement: its fresh snapshot sees what the last holder wrote
+            _, rows = await self.run(("SELECT 1 FROM orders WHERE id = %s FOR UPDATE", (order_id,)), read)
+        else:
+            rows = await self._execute(*read)
+        return (_order(rows[0]), str(rows[0]["organizer_id"])) if rows else None
 
     async def order_for_payment(self, provider: str, payment_id: str, *, lock: bool = False) -> Order | None:
-        r = await self._one(ORDER_SQL.format(where="o.payment_provider = %s AND o.payment_id = %s",
-                                             lock=" FOR UPDATE OF o" if lock else ""), (provider, payment_id))
-        return _order(r) if r else None
+        where = "o.payment_provider = %s AND o.payment_id = %s"
+        read = (ORDER_SQL.format(where=where), (provider, payment_id))
+        if lock:  # as get_order
+            _, rows = await self.run((f"SELECT 1 FROM orders o WHERE {where} FOR UPDATE", (provider, payment_id)), read)
+        else:
+            rows = await self._execute(*read)
+        return _order(rows[0]) if rows else None
 
     async def save_order(self, o: Order, *, reconcile_at: datetime | None = None, reconcile_now: bool = False) -> None:
         """Write an order's state (its row is locked: ``get_order(lock=True)``)."""

@@ -275,7 +275,8 @@ async def payment_webhook(cmd, svc: Services) -> dict:
                 await apply_payment(uow, svc, order, event.status, after)
             elif order is not None and event.kind == "refund":
                 await _refund_answered(uow, order, event.status, event.object_id)
-            await uow.repo.mark_webhook_processed(cmd.provider, event.id)
+            if order is not None:  # one we know nothing of stays unprocessed, for an operator to look at
+                await uow.repo.mark_webhook_processed(cmd.provider, event.id)
         await uow.commit()
     await after.run(svc)
     log.info("payment_webhook", provider=cmd.provider, type=event.type, object_id=event.object_id,
