@@ -7,7 +7,8 @@ The order handlers talk to :class:`PaymentProvider` only; ``EVENTLY_PAYMENT_PROV
 
 What every adapter guarantees the handlers:
 
-* ``create_payment`` is idempotent on the order id: asked twice (a retried checkout) it returns the same payment;
+* ``create_payment`` is idempotent on the order id and amount: asked twice (a retried checkout) it returns the same
+  payment; a checkout retried for another amount (without the promo code it lost) makes a new one;
 * ``refund`` is idempotent on the order id: asked twice (a repeated or concurrent cancel) the money goes back once;
 * ``payments_for`` lists what the provider knows under an order id (reconciliation of a lost webhook);
 * ``parse_webhook`` verifies the provider's signature and returns a :class:`WebhookEvent`, or raises
@@ -162,7 +163,7 @@ class DevpayProvider(PaymentProvider):
         body = {"amount": amount, "currency": currency, "reference": order_id, "description": description[:500]}
         if return_url:
             body["return_url"] = return_url
-        return self._payment(await self._call("POST", "/v1/payments", body=body, key=f"payment:{order_id}"))
+        return self._payment(await self._call("POST", "/v1/payments", body=body, key=f"payment:{order_id}:{amount}"))
 
     async def get_payment(self, payment_id: str) -> Payment:
         return self._payment(await self._call("GET", f"/v1/payments/{payment_id}"))

@@ -9,7 +9,7 @@ How Stripe's shapes map onto the port:
   order there and cancels the intent);
 * ``checkout_url`` is None: a Stripe buyer pays on a page that mounts Stripe Elements with the intent's client
   secret, which this milestone does not build (devpay is the provider of the local stack);
-* idempotency keys are ``payment:<order id>`` and ``refund:<order id>``, as with devpay.
+* idempotency keys are ``payment:<order id>:<amount>`` and ``refund:<order id>``, as with devpay.
 
 The tests run it against stripe-mock (Stripe's own mock server), and sign webhook payloads themselves.
 """
@@ -86,7 +86,7 @@ class StripeProvider(PaymentProvider):
         intent = await self._call("create payment", self.client.v1.payment_intents.create_async(
             params={"amount": amount, "currency": currency.lower(), "description": description[:500],
                     "metadata": {"order_id": order_id}, "automatic_payment_methods": {"enabled": True}},
-            options={"idempotency_key": f"payment:{order_id}"}))
+            options={"idempotency_key": f"payment:{order_id}:{amount}"}))
         return self._payment(intent)
 
     async def get_payment(self, payment_id: str) -> Payment:
