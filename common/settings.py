@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     payment_grace_seconds: float = 120.0
     # where the provider's hosted page sends the buyer back ({order_id} filled in): the query service's page
     payment_return_url: str = f"http://{LOCAL_HOST}:{LOCAL_PORTS['query']}/?order={{order_id}}"
+    # browser origins that may call the command service (the seat-map page is served by the query service)
+    cors_origins: list[str] = [f"http://{LOCAL_HOST}:{LOCAL_PORTS['query']}", f"http://localhost:{LOCAL_PORTS['query']}"]
     # devpay, the local payment provider (infra/devpay/): its own process; the same key and secret on both sides
     devpay_host: str = LOCAL_HOST
     devpay_port: int = LOCAL_PORTS["devpay"]

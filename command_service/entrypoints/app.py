@@ -449,6 +449,29 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
 _LATENCY: dict[tuple[str, str, int], Any] = {}
 
 
+CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """The browser page (served by the query service, another origin) writes here with a bearer token: the
+    origins in ``EVENTLY_CORS_ORIGINS`` may call the API. No cookies are used, so no credentials are allowed; a
+    preflight is answered here, before auth, rate limits and idempotency. Ten lines over aiohttp-cors, which needs
+    every route registered with it and answers preflights for unknown paths with its own errors."""
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin in request.app[SETTINGS].cors_origins
+    if allowed and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE",
+            "Access-Control-Allow-Headers": CORS_HEADERS, "Access-Control-Max-Age": "600", "Vary": "Origin"})
+    response = await handler(request)
+    if allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+        response.headers["Vary"] = "Origin"
+    return response
+
+
 PASSWORD_PATHS = frozenset({"/api/v1/auth/register", "/api/v1/auth/token"})
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
@@ -562,7 +585,7 @@ async def _live_revocations(svc: Services) -> dict[str, float]:
 def create_app(settings: Settings | None = None) -> web.Application:
     s = settings or get_settings()
     app = web.Application(client_max_size=s.max_body_bytes,
-                          middlewares=[errors_middleware, rate_limit_middleware, idempotency_middleware])
+                          middlewares=[cors_middleware, errors_middleware, rate_limit_middleware, idempotency_middleware])
     app[SETTINGS] = s
     app[REVOCATIONS] = Revocations()
     app.add_routes(routes)
