@@ -30,11 +30,11 @@ import structlog
 
 from command_service import metrics
 from command_service.adapters.payments import Payment, ProviderRefused, WebhookEvent
-from command_service.domain import errors
+from command_service.domain import commands, errors
 from command_service.domain.events import (OrderCancelled, OrderConfirmed, OrderPaymentFailed, OrderPlaced,
                                            RefundUpdated, SeatsHeld, SeatsReleased, WaitlistConverted)
 from command_service.domain.model import (SEATS_UNAVAILABLE, Hold, InventoryChange, Order, OrderPayment, PromoCode,
-                                          utcnow)
+                                          require_role, utcnow)
 from command_service.service_layer.services import Services, best_effort
 from command_service.service_layer.unit_of_work import UnitOfWork
 from command_service.service_layer.waitlist import lock_offers, offer_waitlist
@@ -71,10 +71,8 @@ class After:
 
 
 # --- checkout -------------------------------------------------------------------------------------------------
-async def checkout(cmd, svc: Services) -> tuple[Order, bool]:
+async def checkout(cmd: commands.Checkout, svc: Services) -> tuple[Order, bool]:
     """(the order, created now?). A hold checks out once: the same request again answers the same order."""
-    from command_service.domain.model import require_role
-
     require_role(cmd.actor, "buyer")
     async with svc.uow() as uow:
         hold, existing = await uow.repo.checkout_context(cmd.hold_id)
@@ -125,7 +123,7 @@ async def checkout(cmd, svc: Services) -> tuple[Order, bool]:
     return order, True
 
 
-async def _confirm_free(cmd, svc: Services, order_id: str) -> Order:
+async def _confirm_free(cmd: commands.Checkout, svc: Services, order_id: str) -> Order:
     """A free order: one transaction turns the live hold into a confirmed order (seats sold)."""
     async with svc.uow() as uow:
         hold, change = await uow.repo.end_hold(cmd.hold_id, "converted", buyer_id=cmd.actor.user_id,
@@ -173,7 +171,7 @@ async def _redeem(uow: UnitOfWork, hold: Hold, code: str) -> PromoCode:
     return _check_promo(await uow.repo.redeem_promo_code(hold.event_id, code), hold, code)
 
 
-async def _refusal(uow: UnitOfWork, cmd) -> errors.DomainError:
+async def _refusal(uow: UnitOfWork, cmd: commands.Checkout) -> errors.DomainError:
     hold = await uow.repo.get_hold(cmd.hold_id)
     return hold.checkout_refusal(cmd.actor.user_id) if hold else errors.NotFound("no such hold")
 
@@ -260,7 +258,7 @@ async def _release(uow: UnitOfWork, svc: Services, order: Order, reason: str, af
 
 
 # --- the provider's webhook -----------------------------------------------------------------------------------
-async def payment_webhook(cmd, svc: Services) -> dict:
+async def payment_webhook(cmd: commands.RecordPaymentWebhook, svc: Services) -> dict:
     """Record a verified webhook once per provider event id (the provider retries until it gets a 2xx, and may
     send an event twice) and act on it in the same transaction."""
     event: WebhookEvent = cmd.event
@@ -285,7 +283,7 @@ async def payment_webhook(cmd, svc: Services) -> dict:
 
 
 # --- cancellation ---------------------------------------------------------------------------------------------
-async def cancel_order(cmd, svc: Services) -> Order:
+async def cancel_order(cmd: commands.CancelOrder, svc: Services) -> Order:
     """Repeatable: under the order's lock only the first cancel finds it open, returns its seats and asks for its
     refund; the others return it as it is."""
     after = After()
