@@ -3,7 +3,8 @@
 Claims: ``sub`` (user id), ``role``, ``exp``, ``iat`` (seconds, to the millisecond: a revocation of "every token
 of this user issued before now" must not catch the token a user gets right after it), ``jti`` (this token's id,
 what a logout revokes), ``iss`` and ``aud`` (both checked: a token minted for another system with the same
-secret is refused). Revocation (logout, disabled users) is common/revocation.py.
+secret is refused). A ``scanner`` token (a door credential, issue 14) also carries ``evt``: the one event whose
+tickets it may check in; ``sub`` is the scanner's id. Revocation (logout, disabled users) is common/revocation.py.
 """
 from __future__ import annotations
 
@@ -32,14 +33,23 @@ class Principal:
     jti: str = ""
     issued_at: float = 0.0
     expires_at: float = 0.0
+    event_id: str | None = None  # a scanner's event
+
+    def scans_for(self, event_id: str) -> bool:
+        return self.role == "scanner" and self.event_id == event_id
 
 
-def encode_token(user_id: str, role: str, secret: str, ttl_seconds: int, *, jti: str | None = None) -> str:
+def encode_token(user_id: str, role: str, secret: str, ttl_seconds: int, *, jti: str | None = None,
+                 event_id: str | None = None) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
+    if (role == "scanner") != (event_id is not None):
+        raise ValueError("a scanner token, and only one, names its event")
     now = time.time()
     claims = {"sub": user_id, "role": role, "iat": round(now, 3), "exp": int(now) + ttl_seconds,
               "jti": jti or uuid.uuid4().hex, "iss": ISSUER, "aud": AUDIENCE}
+    if event_id is not None:
+        claims["evt"] = event_id
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -61,7 +71,11 @@ def _verify(token: str, secret: str) -> Principal:
         raise InvalidToken(str(exc)) from exc
     if claims["role"] not in ROLES or not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
         raise InvalidToken("unknown role, subject or token id")
-    return Principal(claims["sub"], claims["role"], claims["jti"], float(claims["iat"]), float(claims["exp"]))
+    event_id = claims.get("evt")
+    if (claims["role"] == "scanner") != isinstance(event_id, str):
+        raise InvalidToken("a scanner token names its event, and only a scanner token does")
+    return Principal(claims["sub"], claims["role"], claims["jti"], float(claims["iat"]), float(claims["exp"]),
+                     event_id)
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     payment_grace_seconds: float = 120.0
     # where the provider's hosted page sends the buyer back ({order_id} filled in): the query service's page
     payment_return_url: str = f"http://{LOCAL_HOST}:{LOCAL_PORTS['query']}/?order={{order_id}}"
+    # Tickets (issue 14): the secrets that encrypt each event's signing key at rest, comma-separated; the first
+    # encrypts, all decrypt (rotation: command_service/adapters/ticket_keys.py). The local stack makes one.
+    ticket_key_secrets: str = ""
     # browser origins that may call the command service (the seat-map page is served by the query service)
     cors_origins: list[str] = [f"http://{LOCAL_HOST}:{LOCAL_PORTS['query']}", f"http://localhost:{LOCAL_PORTS['query']}"]
     # devpay, the local payment provider (infra/devpay/): its own process; the same key and secret on both sides

@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from contracts.seats import SEAT_ID_PATTERN
 from contracts.vocabulary import (EventStatus, OrderStatus, PaymentStatus, RefundStatus, ReleaseReason, Role,
-                                 SeatStatus, SectionKind, WaitlistStatus)
+                                 SeatStatus, SectionKind, TicketStatus, WaitlistStatus)
 
 SCHEMA_VERSION = 1
 __all__ = ["SCHEMA_VERSION", "DATA_MODELS", "Envelope", "envelope", "validate", "ValidationError"]
@@ -285,6 +285,35 @@ class RefundUpdated(_Open):
     order: Order
 
 
+class Ticket(_Open):
+    """One seat or GA place of a confirmed order; ``code`` is signed (contracts/tickets.py). Newest version wins."""
+    id: NonEmpty
+    order_id: NonEmpty
+    event_id: NonEmpty
+    buyer_id: NonEmpty
+    seat: SeatId | None = None  # or section
+    section: str | None = None
+    status: TicketStatus
+    code: NonEmpty
+    checked_in_at: Timestamp | None = None
+    version: StrictInt
+
+
+class TicketsIssued(_Open):
+    order_id: NonEmpty
+    tickets: List[Ticket]
+
+
+class TicketsVoided(_Open):
+    order_id: str | None = None
+    tickets: List[Ticket]
+
+
+class TicketCheckedIn(_Open):
+    ticket: Ticket
+    scanner_id: str
+
+
 class _WaitlistChange(_Open):
     entry: WaitlistEntry
 
@@ -324,7 +353,8 @@ class PromoCodeCreated(_Open):
 
 DATA_MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (
     UserRegistered, UserUpdated, VenueCreated, EventCreated, EventUpdated, EventPublished, EventCancelled, SeatsHeld, SeatsReleased,
-    OrderPlaced, OrderConfirmed, OrderCancelled, OrderPaymentFailed, RefundUpdated, WaitlistJoined, WaitlistOffered, OfferExpired, WaitlistConverted, WaitlistLeft,
+    OrderPlaced, OrderConfirmed, OrderCancelled, OrderPaymentFailed, RefundUpdated, TicketsIssued, TicketsVoided,
+    TicketCheckedIn, WaitlistJoined, WaitlistOffered, OfferExpired, WaitlistConverted, WaitlistLeft,
     PromoCodeCreated)}
 # Kafka topic per aggregate type: evently.<aggregatetype> (Debezium outbox router). Everything about one event
 # shares aggregate type "event" and the event id as key, so it stays in commit order on one partition.

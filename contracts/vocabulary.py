@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Role = Literal["buyer", "organizer", "admin"]
+Role = Literal["buyer", "organizer", "admin", "scanner"]  # scanner: a door credential for one event (its token's evt)
+TicketStatus = Literal["valid", "checked_in", "void"]
+CheckinResult = Literal["checked_in", "already_checked_in", "void", "wrong_event", "invalid"]
 EventStatus = Literal["draft", "on_sale", "cancelled"]
 PublicEventStatus = Literal["on_sale", "cancelled"]  # drafts are the organizer's own business
 SectionKind = Literal["seated", "ga"]

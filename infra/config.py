@@ -76,7 +76,7 @@ def jwt_secret() -> str:
 
 def stack_secret(name: str) -> str:
     """A random secret made once per stack (``.stack/conf/<name>``, mode 0600): the JWT secret, devpay's API key
-    and webhook secret."""
+    and webhook secret, the secret that encrypts ticket-signing keys at rest."""
     path = STACK / "conf" / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +116,8 @@ def service_env() -> dict[str, str]:
                                           or stack_secret("devpay-webhook-secret")),
         "EVENTLY_DEVPAY_WEBHOOK_URL": f"http://{HOST}:{port('command')}/api/v1/payments/devpay/webhook",
         "EVENTLY_DEVPAY_DB": str(STACK / "data" / "devpay" / "devpay.sqlite3"),
+        "EVENTLY_TICKET_KEY_SECRETS": (os.environ.get("EVENTLY_TICKET_KEY_SECRETS")
+                                       or stack_secret("ticket-key-secret")),
         # The test and load suites run thousands of accounts and streams from 127.0.0.1: the local stack raises
         # the per-address limits (tests/e2e/test_rate_limits.py checks the production defaults on its own
         # processes). Export any of these to try other values.

@@ -38,8 +38,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from command_service.domain.model import (Event, GASectionState, Hold, InventoryChange, Layout, Order, OrderPayment,
-                                          OrderRefund, PromoCode, SaleInfo, SaleTerms, SeatChange, User, Venue,
-                                          WaitlistEntry)
+                                          OrderRefund, PromoCode, SaleInfo, SaleTerms, Scanner, SeatChange, Ticket,
+                                          User, Venue, WaitlistEntry)
 
 SEAT_CHANGE = "RETURNING s.seat_id, s.status, s.version"
 GA_STATE = "RETURNING g.section, g.capacity, g.held, g.sold, g.version"
@@ -94,6 +94,11 @@ ORDER_SQL = ("SELECT o.*, r.status AS refund_status, r.amount AS refund_amount, 
              "LEFT JOIN refunds r ON r.order_id = o.id WHERE {where}")
 
 
+def _ticket(r: dict[str, Any]) -> Ticket:
+    return Ticket(str(r["id"]), str(r["order_id"]), str(r["event_id"]), str(r["buyer_id"]), r["seat"], r["section"],
+                  r["code"], r["status"], r["checked_in_at"], r["version"])
+
+
 def _promo(r: dict[str, Any]) -> PromoCode:
     return PromoCode(str(r["id"]), str(r["event_id"]), r["code"], r["percent_off"], r["amount_off"], r["max_uses"],
                      r["uses"], r["valid_from"], r["valid_until"],
@@ -135,6 +140,9 @@ PREPARED = {
                            "WHERE h.id = $1",
     "ev_outbox": "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES ($1, $2, $3, $4, $5)",
     "ev_sale_info": "SELECT e.status, v.sections FROM events e JOIN venues v ON v.id = e.venue_id WHERE e.id = $1",
+    # check-in: of any number of concurrent scans of one ticket, exactly one finds it valid
+    "ev_check_in": "UPDATE tickets SET status = 'checked_in', checked_in_at = $4, checked_in_by = $3, "
+                   "version = version + 1 WHERE id = $1 AND event_id = $2 AND status = 'valid' RETURNING *",
 }
 PREPARE_ALL = [f"PREPARE {name} AS {sql}" for name, sql in PREPARED.items()]
 EXECUTE = {name: f"EXECUTE {name}(" + ", ".join(["%s"] * max(int(n) for n in re.findall(r"\$(\d+)", sql))) + ")"
@@ -654,6 +662,75 @@ class Repository:
         self.queue("UPDATE refunds SET status = %s, provider_refund_id = coalesce(%s, provider_refund_id), "
                    "last_error = %s, updated_at = now() WHERE order_id = %s",
                    (status, provider_refund_id, error, order_id))
+
+    # --- tickets --------------------------------------------------------------------------
+    async def active_event_key(self, event_id: str) -> dict[str, Any] | None:
+        return await self._one("SELECT key_id, private_key FROM event_keys WHERE event_id = %s AND active",
+                               (event_id,))
+
+    async def add_event_key(self, event_id: str, key_id: int, public_key: bytes, sealed: bytes) -> None:
+        """A concurrent creator wins: nothing happens (the caller reads the active key again)."""
+        await self._execute("INSERT INTO event_keys (event_id, key_id, public_key, private_key) "
+                            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", (event_id, key_id, public_key, sealed))
+
+    async def event_public_key(self, event_id: str, key_id: int) -> bytes | None:
+        r = await self._one("SELECT public_key FROM event_keys WHERE event_id = %s AND key_id = %s",
+                            (event_id, key_id))
+        return r["public_key"] if r else None
+
+    async def rotate_event_key(self, event_id: str, public_key: bytes, sealed: bytes) -> int:
+        """Key n+1 becomes the event's active key; the old ones keep verifying their tickets."""
+        r = await self._one(
+            "WITH old AS (UPDATE event_keys SET active = false WHERE event_id = %(e)s AND active RETURNING key_id) "
+            "INSERT INTO event_keys (event_id, key_id, public_key, private_key) SELECT %(e)s, "
+            "coalesce((SELECT max(key_id) FROM event_keys WHERE event_id = %(e)s), 0) + 1, %(p)s, %(k)s "
+            "RETURNING key_id", {"e": event_id, "p": public_key, "k": sealed})
+        return r["key_id"]
+
+    async def all_event_keys(self) -> list[dict[str, Any]]:
+        return await self._execute("SELECT event_id, key_id, private_key FROM event_keys FOR UPDATE")
+
+    async def reseal_event_key(self, event_id: str, key_id: int, sealed: bytes) -> None:
+        self.queue("UPDATE event_keys SET private_key = %s WHERE event_id = %s AND key_id = %s",
+                   (sealed, event_id, key_id))
+
+    async def add_tickets(self, tickets: list[Ticket]) -> None:
+        self.queue(
+            "INSERT INTO tickets (id, order_id, event_id, buyer_id, seat, section, code) SELECT unnest(%s::uuid[]), "
+            "%s, %s, %s, unnest(%s::text[]), unnest(%s::text[]), unnest(%s::text[])",
+            ([t.id for t in tickets], tickets[0].order_id, tickets[0].event_id, tickets[0].buyer_id,
+             [t.seat for t in tickets], [t.section for t in tickets], [t.code for t in tickets]))
+
+    async def void_tickets(self, order_id: str) -> list[Ticket]:
+        rows = await self._execute("UPDATE tickets SET status = 'void', version = version + 1 WHERE order_id = %s "
+                                   "AND status <> 'void' RETURNING *", (order_id,))
+        return [_ticket(r) for r in rows]
+
+    async def void_event_tickets(self, event_id: str) -> list[Ticket]:
+        rows = await self._execute("UPDATE tickets SET status = 'void', version = version + 1 WHERE event_id = %s "
+                                   "AND status <> 'void' RETURNING *", (event_id,))
+        return [_ticket(r) for r in rows]
+
+    async def tickets_of(self, order_id: str) -> list[Ticket]:
+        rows = await self._execute("SELECT * FROM tickets WHERE order_id = %s ORDER BY seat, id", (order_id,))
+        return [_ticket(r) for r in rows]
+
+    async def check_in(self, ticket_id: str, event_id: str, by: str, at: datetime) -> Ticket | None:
+        """Admit a valid ticket of the event (None: it was not valid, or not this event's)."""
+        r = await self._one(*self.prepared("ev_check_in", (ticket_id, event_id, by, at)))
+        return _ticket(r) if r else None
+
+    async def get_ticket(self, ticket_id: str) -> Ticket | None:
+        r = await self._one("SELECT * FROM tickets WHERE id = %s", (ticket_id,))
+        return _ticket(r) if r else None
+
+    async def add_scanner(self, scanner: Scanner) -> None:
+        self.queue("INSERT INTO scanners (id, event_id, organizer_id, name, expires_at) VALUES (%s, %s, %s, %s, %s)",
+                   (scanner.id, scanner.event_id, scanner.organizer_id, scanner.name, scanner.expires_at))
+
+    async def event_organizer(self, event_id: str) -> str | None:
+        r = await self._one("SELECT organizer_id FROM events WHERE id = %s", (event_id,))
+        return str(r["organizer_id"]) if r else None
 
     # --- event cancellation ---------------------------------------------------------------
     async def cancel_event_inventory(self, event: Event) -> tuple[list[Hold], list[Order], InventoryChange]:

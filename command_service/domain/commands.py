@@ -211,6 +211,36 @@ class CancelOrder(Authenticated):
     order_id: str
 
 
+# --- tickets and check-in -----------------------------------------------------------------
+class CreateScanner(Authenticated):
+    event_id: str
+    name: Text(100)
+
+
+TicketCode = Annotated[str, StringConstraints(min_length=1, max_length=200),
+                       Field(description="the ticket's signed code (`<payload>.<signature>`, base64url)")]
+
+
+class CheckIn(Authenticated):
+    event_id: str
+    code: TicketCode
+
+
+class OfflineScan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: TicketCode
+    scanned_at: UtcDatetime
+
+
+class CheckInBatch(Authenticated):
+    event_id: str
+    scans: Annotated[list[OfflineScan], Field(min_length=1, max_length=1000)]
+
+
+class CheckinKey(Authenticated):
+    event_id: str
+
+
 # --- waitlist -----------------------------------------------------------------------------
 class JoinWaitlist(Authenticated):
     event_id: str

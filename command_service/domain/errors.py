@@ -89,3 +89,19 @@ class DependencyUnavailable(DomainError):
 
 class InvalidPromoCode(DomainError):
     code = "INVALID_PROMO_CODE"
+
+
+class InvalidTicket(DomainError):
+    code = "INVALID_TICKET"
+
+
+class WrongEvent(DomainError):
+    code = "WRONG_EVENT"
+
+
+class TicketVoid(DomainError):
+    code = "TICKET_VOID"
+
+
+class AlreadyCheckedIn(DomainError):
+    code = "ALREADY_CHECKED_IN"

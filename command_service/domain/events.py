@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 
 from contracts import events as contract
 from contracts.vocabulary import RELEASE_REASONS
-from command_service.domain.model import (Event, Hold, InventoryChange, Order, PromoCode, User, Venue, WaitlistEntry, iso,
+from command_service.domain.model import (Event, Hold, InventoryChange, Order, PromoCode, Ticket, User, Venue,
+                                          WaitlistEntry, iso,
                                           new_id, utcnow)
 
 
@@ -136,6 +137,30 @@ class OrderPaymentFailed(_OrderChange):
 
 class RefundUpdated(_OrderChange):
     """The order's refund settled (succeeded or failed)."""
+
+
+class TicketsIssued(DomainEvent):
+    """A confirmed order's tickets, in its confirming transaction."""
+
+    @classmethod
+    def of(cls, order: Order, tickets: list[Ticket]) -> TicketsIssued:
+        return cls(order.event_id, {"order_id": order.id, "tickets": [t.to_json() for t in tickets]})
+
+
+class TicketsVoided(DomainEvent):
+    """A cancelled order's tickets are void (each with its new version)."""
+
+    @classmethod
+    def of(cls, event_id: str, order_id: str | None, tickets: list[Ticket]) -> TicketsVoided:
+        return cls(event_id, {"order_id": order_id, "tickets": [t.to_json() for t in tickets]})
+
+
+class TicketCheckedIn(DomainEvent):
+    """A ticket was admitted at the door (once)."""
+
+    @classmethod
+    def of(cls, ticket: Ticket, scanner_id: str) -> TicketCheckedIn:
+        return cls(ticket.event_id, {"ticket": ticket.to_json(), "scanner_id": scanner_id})
 
 
 # --- waitlist: every event carries the entry's absolute state after the change (version-guarded) ------------

@@ -575,6 +575,46 @@ class Order:
         return out
 
 
+# --- tickets and scanners ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ticket:
+    """One seat or GA place of a confirmed order (CONTRACT "Tickets and check-in"). ``code`` is signed with the
+    event's key (contracts/tickets.py); valid -> checked_in (once) | void (the order was cancelled)."""
+
+    id: str
+    order_id: str
+    event_id: str
+    buyer_id: str
+    seat: str | None
+    section: str
+    code: str
+    status: str = "valid"
+    checked_in_at: datetime | None = None
+    version: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        place = {"seat": self.seat} if self.seat else {"section": self.section}
+        return {"id": self.id, "order_id": self.order_id, "event_id": self.event_id, "buyer_id": self.buyer_id,
+                **place, "status": self.status, "code": self.code, "checked_in_at": iso(self.checked_in_at),
+                "version": self.version}
+
+
+def ticket_places(order: Order) -> list[tuple[str | None, str]]:
+    """(seat, section) of each ticket an order gets: one per seat, or one per GA place."""
+    if order.seats:
+        return [(s, seats.parse(s).section) for s in order.seats]
+    return [(None, order.section)] * order.quantity
+
+
+@dataclass(frozen=True)
+class Scanner:
+    id: str
+    event_id: str
+    organizer_id: str
+    name: str
+    expires_at: datetime
+
+
 # --- promo codes --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PromoCode:

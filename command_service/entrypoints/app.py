@@ -46,7 +46,9 @@ from command_service.adapters.idempotency import IdempotencyStore
 from command_service.adapters.lease import ProcessLease
 from command_service.adapters.payments import provider_for
 from command_service.adapters.seat_locks import SeatLocks
+from command_service.adapters.ticket_keys import TicketKeys
 from command_service.domain import commands, errors
+from command_service.domain.model import iso
 from command_service.entrypoints import sweeper
 from command_service.entrypoints import schemas
 from command_service.service_layer import handlers
@@ -341,6 +343,50 @@ async def cancel_order(request: web.Request) -> web.Response:
     return web.json_response(order.to_json())
 
 
+@route("POST", "/api/v1/events/{event_id}/scanners", "Make a door credential for an event (owning organizer)",
+       ok=201, response=schemas.Scanner, body=commands.CreateScanner, errors_=(404, 409), tags=("check-in",),
+       description="A `scanner` token scoped to this event: it may check tickets in, upload offline scans and read "
+                   "the check-in key and list of this event, and nothing else. It works until the event ends "
+                   "(`ends_at`, or 6 h after `starts_at`); 409 `INVALID_STATE` once the event is over.")
+async def create_scanner(request: web.Request) -> web.Response:
+    scanner, token = await run(request, commands.CreateScanner, event_id=path_id(request, "event_id"))
+    return web.json_response({"id": scanner.id, "event_id": scanner.event_id, "name": scanner.name, "token": token,
+                              "expires_at": iso(scanner.expires_at)}, status=201)
+
+
+@route("POST", "/api/v1/events/{event_id}/checkins", "Check a ticket in at the door (the event's scanner or "
+       "organizer)", response=schemas.CheckedIn, body=commands.CheckIn, errors_=(400, 404, 409), tags=("check-in",),
+       description="The code's signature is verified, then one conditional update admits the ticket: of any number "
+                   "of concurrent scans exactly one gets 200. 409 `ALREADY_CHECKED_IN` (`details.checked_in_at`: "
+                   "the first scan's time), `TICKET_VOID`, `WRONG_EVENT`; 400 `INVALID_TICKET` on a bad signature.")
+async def check_in(request: web.Request) -> web.Response:
+    t = await run(request, commands.CheckIn, event_id=path_id(request, "event_id"))
+    place = {"seat": t.seat} if t.seat else {"section": t.section}
+    return web.json_response({"ticket_id": t.id, **place, "status": t.status,
+                              "checked_in_at": iso(t.checked_in_at)})
+
+
+@route("POST", "/api/v1/events/{event_id}/checkins/batch", "Upload scans made offline (the event's scanner or "
+       "organizer)", response=schemas.BatchResults, body=commands.CheckInBatch, errors_=(400, 404),
+       tags=("check-in",), description="Each ticket is admitted once across every device and upload, at its "
+                                       "earliest scan; later duplicates are reported (`already_checked_in`), never "
+                                       "counted. At most 1,000 scans per upload.")
+async def check_in_batch(request: web.Request) -> web.Response:
+    return web.json_response({"results": await run(request, commands.CheckInBatch,
+                                                   event_id=path_id(request, "event_id"))})
+
+
+@route("GET", "/api/v1/events/{event_id}/checkin-key", "The event's public ticket key, to verify codes offline",
+       response=schemas.CheckinKey, errors_=(404,), tags=("check-in",),
+       description="The event's scanners and organizer. A code `<payload>.<signature>` (base64url, no padding) "
+                   "verifies when `signature` is an Ed25519 signature of the ASCII `payload` by this key; the "
+                   "payload (35 bytes) is version 1, the key number (2 bytes), the ticket id and the event id "
+                   "(16 bytes each). contracts/tickets.py.")
+async def checkin_key(request: web.Request) -> web.Response:
+    return web.json_response(await run(request, commands.CheckinKey, body=False,
+                                       event_id=path_id(request, "event_id")))
+
+
 @route("POST", "/api/v1/events/{event_id}/waitlist", "Join a sold-out event's waitlist", ok=201,
        response=schemas.WaitlistJoined, body=commands.JoinWaitlist, errors_=(404, 409), tags=("buying",),
        description="409 `SEATS_AVAILABLE` while enough seats are on sale, `ALREADY_ON_WAITLIST` for a second "
@@ -549,7 +595,7 @@ async def services_ctx(app: web.Application):
         s.redis_url, max_connections=s.redis_pool_size, timeout=5, socket_timeout=5, socket_connect_timeout=2)
     client = redis.asyncio.Redis(connection_pool=redis_pool)
     svc = Services(uow=lambda: UnitOfWork(pool), locks=SeatLocks(client), settings=s, redis=client,
-                   payments=provider_for(s))
+                   payments=provider_for(s), ticket_keys=TicketKeys(s.ticket_key_secrets))
     app[POOL], app[SERVICES] = pool, svc
     lease = ProcessLease(s.database_url).start()  # this process's liveness, for the idempotency claims
     app[IDEMPOTENCY] = IdempotencyStore(pool, s.jwt_secret, lease)

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from common.openapi import Count, DateTime, Money, ResponseModel, Uuid
-from contracts.vocabulary import (EventStatus, HoldStatus, OrderStatus, PaymentStatus, RefundStatus, Role, SectionKind,
+from contracts.vocabulary import (CheckinResult, EventStatus, HoldStatus, OrderStatus, PaymentStatus, RefundStatus, Role, SectionKind,
                                  WaitlistStatus)
 
 
@@ -164,3 +164,34 @@ class PromoCode(ResponseModel):
     valid_until: DateTime | None
     sections: list[str] | None = Field(description="null: every section")
     created_at: DateTime
+
+
+class Scanner(ResponseModel):
+    id: Uuid
+    event_id: Uuid
+    name: str
+    token: str = Field(description="a `scanner` bearer token for this event's doors alone")
+    expires_at: DateTime = Field(description="when the event ends: the token stops working then")
+
+
+class CheckedIn(ResponseModel):
+    ticket_id: Uuid
+    seat: str = None
+    section: str = None
+    status: Literal["checked_in"]
+    checked_in_at: DateTime
+
+
+class BatchResult(ResponseModel):
+    ticket_id: Uuid | None = Field(description="null when the code is not a ticket of ours")
+    result: CheckinResult
+
+
+class BatchResults(ResponseModel):
+    results: list[BatchResult] = Field(description="one per scan, in the order sent")
+
+
+class CheckinKey(ResponseModel):
+    key_id: str
+    algorithm: Literal["Ed25519"]
+    public_key: str = Field(description="base64 of the raw 32-byte Ed25519 public key")

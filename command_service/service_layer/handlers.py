@@ -31,7 +31,7 @@ from command_service.domain.events import (EventCancelled, EventCreated, EventPu
                                            WaitlistJoined, WaitlistLeft)
 from command_service.domain.model import (Event, Hold, InventoryChange, PromoCode, User, Venue,
                                           WaitlistEntry, new_id, require_owner, require_role, utcnow)
-from command_service.service_layer import orders
+from command_service.service_layer import orders, tickets
 from command_service.service_layer.services import Services, best_effort
 from command_service.service_layer.unit_of_work import TransientConflict, UnitOfWork
 from command_service.service_layer.waitlist import lock_offers, offer_waitlist, waitlist_scope
@@ -225,6 +225,7 @@ async def cancel_event(cmd: commands.CancelEvent, svc: Services) -> Event:
                 await uow.repo.add_refund(o, first_attempt_in_s=orders.INLINE_REFUND_CLAIM_S)
                 refunds.append(o)
             uow.emit(OrderCancelled.of(o, "event_cancelled"))
+        await tickets.void_event(uow, event.id)
         uow.emit(*(SeatsReleased.of(event.id, "event_cancelled", part) for part in parts))
         for entry in await uow.repo.active_entries(event.id):  # the queue ends with the event
             ended = entry.moved("expired")
@@ -426,6 +427,10 @@ HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]
     commands.LeaveWaitlist: leave_waitlist,
     commands.RecordPaymentWebhook: orders.payment_webhook,
     commands.CreatePromoCode: create_promo_code,
+    commands.CreateScanner: tickets.create_scanner,
+    commands.CheckIn: tickets.check_in,
+    commands.CheckInBatch: tickets.check_in_batch,
+    commands.CheckinKey: tickets.checkin_key,
 }
 
 

@@ -35,6 +35,7 @@ from command_service.domain.events import (OrderCancelled, OrderConfirmed, Order
                                            RefundUpdated, SeatsHeld, SeatsReleased, WaitlistConverted)
 from command_service.domain.model import (SEATS_UNAVAILABLE, Hold, InventoryChange, Order, OrderPayment, PromoCode,
                                           require_role, utcnow)
+from command_service.service_layer import tickets
 from command_service.service_layer.services import Services, best_effort
 from command_service.service_layer.unit_of_work import UnitOfWork
 from command_service.service_layer.waitlist import lock_offers, offer_waitlist
@@ -137,6 +138,7 @@ async def _confirm_free(cmd: commands.Checkout, svc: Services, order_id: str) ->
                                           {"promo_code": cmd.promo_code})
         await uow.repo.add_order(order)
         uow.emit(OrderConfirmed.of(order, change))
+        await tickets.issue(uow, svc, order)
         await _waitlist_converted(uow, hold)
         await uow.commit()
     metrics.ORDERS.labels("seated" if hold.seats else "ga").inc()
@@ -238,8 +240,8 @@ async def _paid(uow: UnitOfWork, svc: Services, order: Order, after: After) -> O
     confirmed = replace(order.confirmed(), seats_released=False)
     await uow.repo.save_order(confirmed)
     uow.emit(OrderConfirmed.of(confirmed, change))
+    await tickets.issue(uow, svc, confirmed)
     after.settle.append((order.event_id, change, order.hold_id, order.seats or ()))
-    # Tickets (issue 14) are issued here, in this transaction, for every confirmed order.
     metrics.PAYMENTS.labels("succeeded").inc()
     return confirmed
 
@@ -298,6 +300,7 @@ async def cancel_order(cmd: commands.CancelOrder, svc: Services) -> Order:
         reason = f"cancelled_by_{cmd.actor.role}"
         cancelled = order.cancelled(reason)
         if order.status == "confirmed":
+            await tickets.void(uow, order)
             change = await uow.repo.release_sold(order)
             uow.emit(SeatsReleased.of(order.event_id, "order_cancelled", change, order_id=order.id))
             after.offers += await offer_waitlist(uow, svc, order.event_id, change)

@@ -23,6 +23,7 @@ class Services:
     settings: Settings
     redis: Any = None  # the Redis client (token revocations, rate limits)
     payments: Any = None  # the payment provider (adapters.payments.PaymentProvider)
+    ticket_keys: Any = None  # adapters.ticket_keys.TicketKeys
     catalog: EventCatalog = field(init=False)
 
     def __post_init__(self) -> None:

@@ -140,7 +140,10 @@ async def test_paying_confirms_the_order_once_and_a_repeated_checkout_answers_it
     assert await seat_states(pg, ev["id"], ["A-1-1", "A-1-2"]) == {"A-1-1": "sold", "A-1-2": "sold"}
     again = await api.checkout(buyer, order["hold_id"])
     assert again.status == 200 and again.body["id"] == order["id"] and again.body["status"] == "confirmed"
-    assert await types(pg, ev["id"], order["id"]) == ["OrderPlaced", "OrderConfirmed"]  # two transactions
+    kinds = await types(pg, ev["id"], order["id"])  # two transactions; the second confirms and issues the tickets
+    assert kinds[0] == "OrderPlaced" and sorted(kinds[1:]) == ["OrderConfirmed", "TicketsIssued"], kinds
+    cur = await pg.execute("SELECT seat, status FROM tickets WHERE order_id = %s ORDER BY seat", (order["id"],))
+    assert await cur.fetchall() == [{"seat": "A-1-1", "status": "valid"}, {"seat": "A-1-2", "status": "valid"}]
 
     ga_order = await place(api, buyer, ev["id"], section="GA", quantity=3)
     await devpay.capture(ga_order["payment"]["id"])
@@ -237,7 +240,7 @@ async def test_lost_webhooks_are_reconciled_after_the_window(api, organizer, dev
     # the window put the paid order's seat back on sale, then the reconciliation took it again and sold it
     kinds = await types(pg, ev["id"], paid["id"], paid["hold_id"])
     assert kinds[:3] == ["SeatsHeld", "OrderPlaced", "SeatsReleased"], kinds
-    assert sorted(kinds[3:]) == ["OrderConfirmed", "SeatsHeld"], kinds
+    assert sorted(kinds[3:]) == ["OrderConfirmed", "SeatsHeld", "TicketsIssued"], kinds
     reasons = [r["payload"]["data"]["reason"] for r in await outbox(pg, ev["id"], "SeatsReleased")]
     assert sorted(reasons) == ["payment_expired", "payment_expired"]
     assert len(await types(pg, ev["id"], unpaid["id"])) == 3  # placed, seats released, payment failed
