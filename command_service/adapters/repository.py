@@ -680,8 +680,8 @@ class Repository:
 
     async def rotate_event_key(self, event_id: str, public_key: bytes, sealed: bytes) -> int:
         """Key n+1 becomes the event's active key; the old ones keep verifying their tickets."""
+        self.queue("UPDATE event_keys SET active = false WHERE event_id = %s AND active", (event_id,))
         r = await self._one(
-            "WITH old AS (UPDATE event_keys SET active = false WHERE event_id = %(e)s AND active RETURNING key_id) "
             "INSERT INTO event_keys (event_id, key_id, public_key, private_key) SELECT %(e)s, "
             "coalesce((SELECT max(key_id) FROM event_keys WHERE event_id = %(e)s), 0) + 1, %(p)s, %(k)s "
             "RETURNING key_id", {"e": event_id, "p": public_key, "k": sealed})
