@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PORTS = {"postgres": 15432, "redis": 16379, "kafka": 19092, "kafka-controller": 19093, "connect": 18083,
                "ferretdb": 27027, "ferretdb-debug": 18088, "command": 8001, "query": 8002, "projector": 8003,
-               "devpay": 8004}
+               "devpay": 8004, "smtp": 1025, "mailpit": 8025}
 LOCAL_PG = ("evently", "evently", "evently")  # user, password, database of the local stack
 # Secrets that were published in this repository's history: never accepted outside EVENTLY_ENV=dev.
 PUBLISHED_SECRETS = frozenset({"dev-only-secret-change-me-0123456789abcdef"})
@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     payment_grace_seconds: float = 120.0
     # where the provider's hosted page sends the buyer back ({order_id} filled in): the query service's page
     payment_return_url: str = f"http://{LOCAL_HOST}:{LOCAL_PORTS['query']}/?order={{order_id}}"
+    # Email (issue 15): the SMTP server the notifier sends through; Mailpit in the local stack (its API: mailpit_url)
+    smtp_url: str = f"smtp://{LOCAL_HOST}:{LOCAL_PORTS['smtp']}"
+    mailpit_url: str = f"http://{LOCAL_HOST}:{LOCAL_PORTS['mailpit']}"
     # Tickets (issue 14): the secrets that encrypt each event's signing key at rest, comma-separated; the first
     # encrypts, all decrypt (rotation: command_service/adapters/ticket_keys.py). The local stack makes one.
     ticket_key_secrets: str = ""

@@ -19,6 +19,7 @@ STACK = pathlib.Path(os.environ.get("EVENTLY_STACK_DIR", ROOT / ".stack")).resol
 KAFKA_VERSION = "4.3.1"
 DEBEZIUM_VERSION = "3.7.0.Final"
 FERRETDB_VERSION = "v1.24.0"
+MAILPIT_VERSION = "v1.33.1"  # the local SMTP server and inbox (issue 15), built from the Go module proxy
 STRIPE_MOCK_VERSION = "v0.203.0"  # tests only: the Stripe adapter's requests (tests/integration/test_payment_adapters.py)
 
 
@@ -45,6 +46,8 @@ _WHAT = {
     "query": ("EVENTLY_QUERY_PORT", "query service HTTP API + SSE"),
     "projector": ("EVENTLY_PROJECTOR_METRICS_PORT", "projector worker /metrics"),
     "devpay": ("EVENTLY_DEVPAY_PORT", "devpay, the local payment provider (API, checkout page)"),
+    "smtp": ("EVENTLY_SMTP_PORT", "Mailpit's SMTP server (the notifier sends here)"),
+    "mailpit": ("EVENTLY_MAILPIT_PORT", "Mailpit's web inbox and API"),
 }
 # The default ports are common/settings.py's LOCAL_PORTS (one table for the stack and the services' defaults).
 PORTS = {name: Port(env, LOCAL_PORTS[name], what) for name, (env, what) in _WHAT.items()}
@@ -116,6 +119,8 @@ def service_env() -> dict[str, str]:
                                           or stack_secret("devpay-webhook-secret")),
         "EVENTLY_DEVPAY_WEBHOOK_URL": f"http://{HOST}:{port('command')}/api/v1/payments/devpay/webhook",
         "EVENTLY_DEVPAY_DB": str(STACK / "data" / "devpay" / "devpay.sqlite3"),
+        "EVENTLY_SMTP_URL": f"smtp://{HOST}:{port('smtp')}",
+        "EVENTLY_MAILPIT_URL": f"http://{HOST}:{port('mailpit')}",
         "EVENTLY_TICKET_KEY_SECRETS": (os.environ.get("EVENTLY_TICKET_KEY_SECRETS")
                                        or stack_secret("ticket-key-secret")),
         # The test and load suites run thousands of accounts and streams from 127.0.0.1: the local stack raises

@@ -3,7 +3,8 @@
 - Redis: Debian's apt.
 - Kafka broker + Kafka Connect, and the Debezium PostgreSQL connector: jars resolved by mvn from
   Maven Central (infra/maven/*.xml) into .stack/cache.
-- FerretDB: source from the Go module proxy, built with the local Go toolchain into .stack/cache/bin.
+- FerretDB and Mailpit (the local SMTP server and inbox): source from the Go module proxy, built with the local Go
+  toolchain into .stack/cache/bin.
 - The browser test's tools (``python -m infra.install browser``, run by ``make test``): Chromium from
   Debian's apt, and playwright-core (pinned in tests/e2e/browser/package-lock.json) from the npm registry.
 
@@ -28,6 +29,7 @@ KAFKA_LIBS = CACHE / f"kafka-{config.KAFKA_VERSION}" / "libs"
 CONNECT_PLUGINS = CACHE / f"connect-plugins-{config.DEBEZIUM_VERSION}"
 FERRETDB_BIN = CACHE / "bin" / f"ferretdb-{config.FERRETDB_VERSION}"
 STRIPE_MOCK_BIN = CACHE / "bin" / f"stripe-mock-{config.STRIPE_MOCK_VERSION}"
+MAILPIT_BIN = CACHE / "bin" / f"mailpit-{config.MAILPIT_VERSION}"
 MAVEN = config.ROOT / "infra" / "maven"
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_TEST_DIR = config.ROOT / "tests" / "e2e" / "browser"
@@ -40,6 +42,7 @@ def ensure_all() -> None:
     ensure_kafka()
     ensure_debezium()
     ensure_ferretdb()
+    ensure_mailpit()
 
 
 def _need(tool: str, hint: str) -> str:
@@ -122,6 +125,20 @@ def ensure_ferretdb() -> None:
     run_step("go: building FerretDB (first run only, ~1-2 min)",
              [_need("go", "install Go >= 1.22"), "build", "-trimpath", "-o", str(FERRETDB_BIN), "./cmd/ferretdb"],
              log, route="Go module proxy (FerretDB dependencies) + local go build", env=GO_ENV, cwd=src)
+
+
+def ensure_mailpit() -> None:
+    """Mailpit's server from the Go module proxy. The module carries no built web UI (its JavaScript is built with
+    npm in Mailpit's own release process), so the inbox page at :8025 is bare; its REST API, which the tests and
+    the README use (``/api/v1/messages``), and SMTP are whole."""
+    if MAILPIT_BIN.exists():
+        return
+    log = CACHE / "logs" / "go-mailpit.log"
+    src = _go_module_source("Mailpit", "github.com/axllent/mailpit", config.MAILPIT_VERSION, log)
+    MAILPIT_BIN.parent.mkdir(parents=True, exist_ok=True)
+    run_step("go: building Mailpit (first run only, ~40 s)",
+             [_need("go", "install Go >= 1.22"), "build", "-trimpath", "-o", str(MAILPIT_BIN), "."], log,
+             route="Go module proxy (Mailpit dependencies) + local go build", env=GO_ENV, cwd=src)
 
 
 def ensure_stripe_mock() -> Path:

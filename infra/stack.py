@@ -69,6 +69,17 @@ FERRETDB = c.ProcessComponent(
 )
 
 
+MAILPIT = c.ProcessComponent(
+    "mailpit", ["smtp", "mailpit"], start_timeout=30,
+    health=lambda: c.http_ok(f"http://{config.HOST}:{config.port('mailpit')}/readyz"),
+    argv=lambda: [str(install.MAILPIT_BIN), "--smtp", f"{config.HOST}:{config.port('smtp')}",
+                  "--listen", f"{config.HOST}:{config.port('mailpit')}",
+                  "--database", str(config.STACK / "data" / "mailpit" / "mailpit.db"),
+                  "--max", "0", "--disable-version-check", "--quiet"],
+    setup=lambda: (config.STACK / "data" / "mailpit").mkdir(parents=True, exist_ok=True),
+)
+
+
 def _evently(name: str, module: str, port_name: str) -> c.ProcessComponent:
     return c.ProcessComponent(
         name, [port_name], start_timeout=60, argv=lambda: c.python_argv(module), env=_service_env, evently=True,
@@ -82,7 +93,7 @@ QUERY = _evently("query-service", "query_service.app", "query")
 DEVPAY = _evently("devpay", "infra.devpay.app", "devpay")  # the payment provider: not Evently, but ours to run
 
 # Start order; stop runs it backwards.
-COMPONENTS = [POSTGRES, REDIS, KAFKA, FERRETDB, CONNECT, DEVPAY, COMMAND, PROJECTOR, QUERY]
+COMPONENTS = [POSTGRES, REDIS, KAFKA, FERRETDB, CONNECT, MAILPIT, DEVPAY, COMMAND, PROJECTOR, QUERY]
 
 
 def _run_migrations() -> None:
@@ -117,6 +128,8 @@ def up(args: argparse.Namespace) -> int:
             say(f"==> debezium: connector {connector.spec()['name']} {connector.register(url)} (idempotent PUT)")
             wait_for("debezium connector RUNNING", lambda: connector.running(url), timeout=90, log=CONNECT.log)
     say(f"stack up in {time.monotonic() - started:.1f}s — `make status` lists components, logs in {config.paths()['logs']}")
+    say(f"    seat map: http://{config.HOST}:{config.port('query')}/   mail inbox (Mailpit): "
+        f"http://{config.HOST}:{config.port('mailpit')}/ (API /api/v1/messages)")
     return 0
 
 
