@@ -15,7 +15,7 @@ from contracts import vocabulary
 # --- collections -------------------------------------------------------------------------------------------
 EVENTS = "events"        # one document per event: catalog + detail fields, counters, stats (_id = event id)
 SEATMAP = "seatmap"      # one chunk per seated row: st/v/p arrays indexed by seat number - 1 (_id = chunk_id)
-ORDERS = "orders"        # one document per order (_id = order id)
+ORDERS = "orders"        # one document per order, its newest state (_id = order id; ``rank`` = version)
 WAITLIST = "waitlist"    # one document per waitlist entry (_id = entry id)
 VENUES = "venues"        # one document per venue (_id = venue id)
 ANALYTICS = "analytics"  # platform rollups: "totals" and "day:<YYYY-MM-DD>"
@@ -38,6 +38,12 @@ HIDE_BOOKKEEPING = {f: 0 for f in BOOKKEEPING}  # a find() projection
 # What the public event list reads from an EVENTS document (projectors.projection.event_static writes them).
 EVENT_LIST_FIELDS = ("title", "category", "venue", "starts_at", "status", "currency", "price_min", "price_max",
                      "capacity", "available")
+# An order document keeps its payment and refund with these fields (the API's ``payment`` / ``refund``).
+ORDER_PAYMENT_FIELDS = ("id", "provider", "status", "checkout_url", "expires_at")
+ORDER_REFUND_FIELDS = ("status", "amount", "reason")
+# The money fields of the analytics rollups, each kept per currency (``revenue_EUR``, ``refunded_USD``: gross
+# revenue of confirmed orders, refunds that succeeded); net revenue = revenue - refunded.
+ANALYTICS_MONEY_FIELDS = ("revenue", "refunded")
 SEATMAP_CHUNK_FIELDS = ("event_id", "section", "row", "st", "v", "p", CAS_VERSION)  # st: status code per seat
 PUBLIC_EVENT_STATUSES = vocabulary.PUBLIC_EVENT_STATUSES  # drafts are the organizer's own business
 

@@ -4,9 +4,10 @@ Compares the MongoDB read models with the truth in PostgreSQL and exits 1 with a
 they diverge (0 when they agree, 2 when it cannot run):
 
 - per event: status; held/sold/available per section and in total (``events.counts``); every
-  seat's status in the seat map; every order (status, total, buyer) in ``orders``; the organizer
-  stats (orders, seats, revenue, cancellations, per day); every waitlist entry (status, version, seq, buyer)
-  in ``waitlist``;
+  seat's status in the seat map; every order (status, version, total, buyer, payment status, refund status and
+  amount) in ``orders``; the organizer stats (confirmed orders, their seats and revenue, refunds that succeeded,
+  refunds that failed, cancellations of confirmed orders, per day); every waitlist entry (status, version, seq,
+  buyer) in ``waitlist``;
 - globally (unless ``--event`` or ``--no-global``): the analytics total and each daily rollup.
 
 The projection is asynchronous, so ``--settle S`` re-checks for up to S seconds until the models agree
@@ -28,7 +29,18 @@ from common.settings import Settings, get_settings
 from projectors import projection as P
 from projectors.projection import CODE_STATUS
 
-STAT_KEYS = ("orders", "seats", "revenue", "cancellations", "cancelled_seats", "cancelled_revenue")
+STAT_KEYS = ("orders", "seats", "revenue", "refunded", "refunds_failed", "cancellations", "cancelled_seats")
+ORDER_KEYS = ("status", "version", "total", "buyer_id", "event_id", "payment_status", "refund_status", "refund_amount")
+DAY = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+# What PostgreSQL says the projector counts (projection.order_stats): an order counts once confirmed (confirmed_at:
+# migration 0010 set it for every order written before payments), on that day; a cancellation of a confirmed order
+# on its cancelled_at day; a refund on its order's cancelled_at day (a refund of an order never confirmed is not
+# money that was counted: only its failure is).
+ORDERS_SQL = (f"SELECT o.id::text, o.event_id::text, o.buyer_id::text, o.status, o.version, o.total, o.quantity, "
+              f"o.currency, o.payment_status, o.confirmed_at IS NOT NULL AS confirmed, {DAY.format('o.confirmed_at')} "
+              f"AS day, {DAY.format('o.cancelled_at')} AS cday, {DAY.format('coalesce(o.cancelled_at, r.updated_at)')}"
+              f" AS rday, r.status AS refund_status, r.amount AS refund_amount "
+              f"FROM orders o LEFT JOIN refunds r ON r.order_id = o.id")
 
 
 def _chunks(xs: list[Any], n: int = 500) -> Iterable[list[Any]]:
@@ -64,19 +76,29 @@ def pg_truth(conn: psycopg.Connection, event_ids: list[str] | None) -> dict[str,
         for r in cur.execute(f"SELECT event_id::text, section, capacity, held, sold FROM ga_sections {where}", args):
             truth["counts"][r["event_id"]][r["section"]] = {"held": r["held"], "sold": r["sold"],
                                                               "capacity": r["capacity"]}
-        for r in cur.execute(
-                f"SELECT id::text, event_id::text, buyer_id::text, status, total, quantity, "
-                f"to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, "
-                f"to_char(cancelled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS cday FROM orders {where}", args):
+        for r in cur.execute(ORDERS_SQL + (" WHERE o.event_id = ANY(%s::uuid[])" if event_ids else ""), args):
             truth["orders"][r["id"]] = r
-            s = truth["stats"][r["event_id"]]
-            _add(s, r["day"], orders=1, seats=r["quantity"], revenue=r["total"])
-            if r["status"] == "cancelled":
-                _add(s, r["cday"], cancellations=1, cancelled_seats=r["quantity"], cancelled_revenue=r["total"])
+            _, inc = order_increments(r)
+            for d, i in inc:
+                _add(truth["stats"][r["event_id"]], d, **i)
         for r in cur.execute(f"SELECT id::text, event_id::text, buyer_id::text, status, version, seq "
                              f"FROM waitlist_entries {where}", args):
             truth["waitlist"][r["id"]] = r
     return truth
+
+
+def order_increments(r: dict[str, Any]) -> tuple[str, list[tuple[str, dict[str, int]]]]:
+    """(currency, [(day, stat increments)]) of one PostgreSQL order row (ORDERS_SQL)."""
+    out: list[tuple[str, dict[str, int]]] = []
+    if r["confirmed"]:
+        out.append((r["day"], {"orders": 1, "seats": r["quantity"], "revenue": r["total"]}))
+        if r["status"] == "cancelled":
+            out.append((r["cday"], {"cancellations": 1, "cancelled_seats": r["quantity"]}))
+        if r["refund_status"] == "succeeded":
+            out.append((r["rday"], {"refunded": int(r["refund_amount"])}))
+    if r["refund_status"] == "failed":
+        out.append((r["rday"], {"refunds_failed": 1}))
+    return r["currency"], out
 
 
 def _stats() -> dict[str, Any]:
@@ -165,8 +187,26 @@ def compare_documents(collection, rows: dict[str, dict[str, Any]], fields: tuple
 
 
 def compare_orders(db, truth: dict[str, Any]) -> list[str]:
-    return compare_documents(db.orders, truth["orders"], ("status", "total", "buyer_id", "event_id"), "order",
-                             "orders")
+    """Each order's newest state: its status and version (``rank``: an order written before payments ranks by
+    status, which migration 0010 made its version), its payment's status and its refund."""
+    diffs: list[str] = []
+    rows = truth["orders"]
+    docs = _docs_by_id(db.orders, list(rows), {k: 1 for k in ("status", "rank", "total", "buyer_id", "event_id",
+                                                               "payment", "refund")})
+    for oid in sorted(rows):
+        r, d = rows[oid], docs.get(oid)
+        if d is None:
+            diffs.append(f"order {oid} (event {r['event_id']}): missing from orders (pg status {r['status']})")
+            continue
+        payment, refund = d.get("payment") or {}, d.get("refund") or {}
+        got = {"status": d.get("status"), "version": d.get("rank"), "total": d.get("total"),
+               "buyer_id": d.get("buyer_id"), "event_id": d.get("event_id"), "payment_status": payment.get("status"),
+               "refund_status": refund.get("status"), "refund_amount": refund.get("amount")}
+        want = {**r, "refund_amount": None if r["refund_amount"] is None else int(r["refund_amount"])}
+        for k in ORDER_KEYS:
+            if got[k] != want[k]:
+                diffs.append(f"order {oid}: {k} mongo={got[k]} pg={want[k]}")
+    return diffs
 
 
 def compare_waitlist(db, truth: dict[str, Any]) -> list[str]:
@@ -177,32 +217,23 @@ def compare_waitlist(db, truth: dict[str, Any]) -> list[str]:
 def compare_global(db, conn: psycopg.Connection) -> list[str]:
     """The analytics rollups (the total and each day), with each currency's money (``revenue_EUR``...)."""
     diffs: list[str] = []
+    days: dict[str, dict[str, int]] = defaultdict(lambda: {k: 0 for k in STAT_KEYS})
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, currency, count(*) AS orders, "
-                    "sum(quantity) AS seats, sum(total) AS revenue FROM orders GROUP BY 1, 2")
-        days: dict[str, dict[str, int]] = defaultdict(lambda: {k: 0 for k in STAT_KEYS})
-        for r in cur.fetchall():
-            d = days[r["day"]]
-            d["orders"] += r["orders"]
-            d["seats"] += int(r["seats"])
-            d["revenue"] += int(r["revenue"])
-            key = P.currency_key("revenue", r["currency"])
-            d[key] = d.get(key, 0) + int(r["revenue"])
-        cur.execute("SELECT to_char(cancelled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, currency, count(*) AS c, "
-                    "sum(quantity) AS s, sum(total) AS r FROM orders WHERE status = 'cancelled' GROUP BY 1, 2")
-        for r in cur.fetchall():
-            d = days[r["day"]]
-            d["cancellations"] += r["c"]
-            d["cancelled_seats"] += int(r["s"])
-            d["cancelled_revenue"] += int(r["r"])
-            key = P.currency_key("cancelled_revenue", r["currency"])
-            d[key] = d.get(key, 0) + int(r["r"])
+        for r in cur.execute(ORDERS_SQL):
+            currency, inc = order_increments(r)
+            for day, i in inc:
+                d = days[day]
+                for k, n in i.items():
+                    d[k] += n
+                    if k in P.MONEY_FIELDS:
+                        key = P.currency_key(k, currency)
+                        d[key] = d.get(key, 0) + n
     keys = set(STAT_KEYS).union(*[d.keys() for d in days.values()])
     total = {k: sum(d.get(k, 0) for d in days.values()) for k in keys}
     docs = {d["_id"]: d for d in db.analytics.find({})}
 
     def money_keys(doc: dict[str, Any]) -> set[str]:
-        return {k for k in doc if k.startswith(("revenue_", "cancelled_revenue_"))}
+        return {k for k in doc if k.startswith(tuple(f"{f}_" for f in P.MONEY_FIELDS))}
 
     got = docs.get("total", {})
     for k in sorted(keys | money_keys(got)):

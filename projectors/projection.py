@@ -22,9 +22,20 @@ from contracts import readmodels as rm
 from contracts import seats
 
 STATUS_CODE, CODE_STATUS = rm.STATUS_CODE, rm.CODE_STATUS
+# An order written before payments has no ``version``: its status ranks instead (cancelled beats confirmed). Orders
+# since payments carry a version that agrees with it (a free order is confirmed at v1, cancelled at v2).
 ORDER_RANK = {"confirmed": 1, "cancelled": 2}
-RELEASE_PRIOR = {"expired": "held", "cancelled": "held", "order_cancelled": "sold"}  # event_cancelled: look it up
+# What a release reason says the seats were before (event_cancelled does not say: the seat map tells). A
+# pending_payment order's seats are held for its payment, so its failure, its window's end and its cancel release
+# held seats; a confirmed order's cancel releases sold ones.
+RELEASE_PRIOR = {"expired": "held", "cancelled": "held", "order_cancelled": "sold", "payment_failed": "held",
+                 "payment_expired": "held"}
 INVENTORY_TYPES = {"SeatsHeld", "SeatsReleased", "OrderConfirmed"}
+# Every state of an order (the orders read model); OrderPlaced and OrderPaymentFailed move no inventory and no money.
+ORDER_TYPES = frozenset({"OrderPlaced", "OrderConfirmed", "OrderPaymentFailed", "OrderCancelled", "RefundUpdated"})
+# What the event counters fold besides inventory: the stats of cancellations and refunds.
+STATS_TYPES = frozenset({"OrderCancelled", "RefundUpdated"})
+PAYMENT_FIELDS, REFUND_FIELDS = rm.ORDER_PAYMENT_FIELDS, rm.ORDER_REFUND_FIELDS
 LIFECYCLE_TYPES = {"EventCreated", "EventUpdated", "EventPublished", "EventCancelled"}
 WAITLIST_TYPES = {"WaitlistJoined", "WaitlistOffered", "OfferExpired", "WaitlistConverted", "WaitlistLeft"}
 USER_TYPES = {"UserRegistered", "UserUpdated"}
@@ -143,8 +154,8 @@ def initial_counters(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def empty_stats() -> dict[str, Any]:
-    return {"orders": 0, "seats": 0, "revenue": 0, "cancellations": 0, "cancelled_seats": 0,
-            "cancelled_revenue": 0, "by_day": {}}
+    return {"orders": 0, "seats": 0, "revenue": 0, "refunded": 0, "refunds_failed": 0, "cancellations": 0,
+            "cancelled_seats": 0, "by_day": {}}
 
 
 def event_seat_rows(data: dict[str, Any]) -> dict[tuple[str, str], int]:
@@ -216,22 +227,46 @@ def _add_stats(stats: dict[str, Any], day_key: str, **inc: int) -> None:
             day[k] = day.get(k, 0) + n
 
 
+def was_confirmed(order: dict[str, Any]) -> bool:
+    """Whether the order had been confirmed (sold, counted in ``orders`` and revenue): it says when, or it has no
+    payment (written before payments, when every order was confirmed at once; a free order says when too)."""
+    return order.get("confirmed_at") is not None or order.get("payment") is None
+
+
 def order_stats(msg: Msg) -> tuple[str, dict[str, int]] | None:
-    """(day, increments) that an order message adds to stats and daily rollups."""
+    """(day, increments) that an order message adds to stats and daily rollups; None when it moves no money.
+
+    - OrderConfirmed: an order (its seats, its total as gross revenue) on the day it was confirmed;
+    - OrderCancelled of an order that had been confirmed: a cancellation on its ``cancelled_at`` day (a
+      pending_payment order cancelled was never counted, so it is not taken back);
+    - RefundUpdated: a refund that ``succeeded`` for an order that had been confirmed gives its amount back
+      (``refunded``; revenue net = revenue - refunded), on the order's ``cancelled_at`` day; one that ``failed`` is
+      counted in ``refunds_failed``. A refund of a payment that never confirmed its order (it succeeded after the
+      order failed or its seats were resold) returns money that was never counted: it adds nothing to ``refunded``.
+    OrderPlaced and OrderPaymentFailed add nothing: an order counts once confirmed."""
     order = msg.data.get("order") or {}
     if msg.type == "OrderConfirmed":
-        return _day(order["created_at"]), {"orders": 1, "seats": _qty(order), "revenue": order["total"]}
-    if msg.type == "OrderCancelled":
+        return _day(order.get("confirmed_at") or order["created_at"]), {
+            "orders": 1, "seats": _qty(order), "revenue": order["total"]}
+    if msg.type == "OrderCancelled" and was_confirmed(order):
         return _day(order.get("cancelled_at") or msg.env.get("occurred_at")), {
-            "cancellations": 1, "cancelled_seats": _qty(order), "cancelled_revenue": order["total"]}
+            "cancellations": 1, "cancelled_seats": _qty(order)}
+    if msg.type == "RefundUpdated":
+        refund = order.get("refund") or {}
+        day = _day(order.get("cancelled_at") or msg.env.get("occurred_at"))
+        if refund.get("status") == "succeeded" and was_confirmed(order):
+            return day, {"refunded": refund["amount"]}
+        if refund.get("status") == "failed":
+            return day, {"refunds_failed": 1}
     return None
 
 
+MONEY_FIELDS = rm.ANALYTICS_MONEY_FIELDS  # kept per currency in the analytics rollups
 NO_CURRENCY = "XXX"  # ISO 4217's "no currency": an order event from before payloads carried one
 
 
 def currency_key(field: str, currency: str | None) -> str:
-    """The analytics field of one currency's money: ``revenue_EUR``, ``cancelled_revenue_USD``. Flat numeric
+    """The analytics field of one currency's money: ``revenue_EUR``, ``refunded_USD``. Flat numeric
     fields, so the rollups fold them like every other counter (contracts/readmodels.py ANALYTICS)."""
     return f"{field}_{currency or NO_CURRENCY}"
 
@@ -244,7 +279,7 @@ def rollup_increments(msg: Msg) -> tuple[str, dict[str, int]] | None:
         return None
     day, inc = os_
     currency = (msg.data.get("order") or {}).get("currency")
-    money = {currency_key(k, currency): n for k, n in inc.items() if k in ("revenue", "cancelled_revenue")}
+    money = {currency_key(k, currency): n for k, n in inc.items() if k in MONEY_FIELDS}
     return day, {**inc, **money}
 
 
@@ -267,8 +302,8 @@ def fold_event_counters(state: dict[str, Any], msgs: list[Msg], prior: dict[tupl
         wm[msg.tp] = msg.offset
         changed = True
         d, t = msg.data, msg.type
-        if t == "OrderCancelled" and isinstance(d["order"].get("seats"), list):
-            sold_by_order.update(d["order"]["seats"])
+        if t == "OrderCancelled" and isinstance(d["order"].get("seats"), list) and was_confirmed(d["order"]):
+            sold_by_order.update(d["order"]["seats"])  # a pending_payment order's seats were held, not sold
         os_ = order_stats(msg)
         if os_:
             _add_stats(stats, os_[0], **os_[1])
@@ -320,26 +355,34 @@ def fold_rollup(state: dict[str, Any], items: list[tuple[Msg, dict[str, int]]]) 
     return new, changed
 
 
-@dataclass
-class OrderState:
-    doc: dict[str, Any]
-    rank: int
+def order_rank(order: dict[str, Any]) -> int:
+    """Newest wins: the order's ``version``, or for an order written before payments its status rank."""
+    v = order.get("version")
+    return v if _is_int(v) else ORDER_RANK.get(order["status"], 1)
+
+
+def order_doc(order: dict[str, Any]) -> dict[str, Any]:
+    """The orders read-model fields of an order state (``_id`` apart): the order document, its payment and refund
+    as the API shows them, ``quantity`` and ``rank``."""
+    doc = {k: v for k, v in order.items() if k not in ("id", "payment", "refund")}
+    for name, fields in (("payment", PAYMENT_FIELDS), ("refund", REFUND_FIELDS)):
+        if order.get(name):
+            doc[name] = {k: order[name][k] for k in fields if order[name].get(k) is not None}
+    doc["rank"] = order_rank(order)
+    doc["quantity"] = _qty(order)
+    return doc
 
 
 def fold_orders(msgs: list[Msg]) -> dict[str, dict[str, Any]]:
-    """order id -> its latest state in this batch (cancelled beats confirmed)."""
+    """order id -> its newest state in this batch (highest ``rank``, whatever the order of the messages)."""
     out: dict[str, dict[str, Any]] = {}
     for msg in msgs:
-        if msg.type not in ("OrderConfirmed", "OrderCancelled"):
+        if msg.type not in ORDER_TYPES:
             continue
         order = msg.data["order"]
-        rank = ORDER_RANK[order["status"]]
         cur = out.get(order["id"])
-        if cur is None or rank > cur["rank"]:
-            doc = {k: v for k, v in order.items() if k != "id"}
-            doc["rank"] = rank
-            doc["quantity"] = _qty(order)
-            out[order["id"]] = doc
+        if cur is None or order_rank(order) > cur["rank"]:
+            out[order["id"]] = order_doc(order)
     return out
 
 
@@ -377,10 +420,12 @@ def fold_waitlist(msgs: list[Msg]) -> dict[str, dict[str, Any]]:
 
 
 # Buyer notifications (query service: GET /api/v1/me/notifications/stream): outbox type -> SSE event name.
+# RefundUpdated tells the buyer only when the money is back (refund.status succeeded).
 NOTIFICATION_TYPES = {"OrderConfirmed": "order_confirmed", "OrderCancelled": "order_cancelled",
+                      "OrderPaymentFailed": "payment_failed", "RefundUpdated": "refund_succeeded",
                       "WaitlistOffered": "waitlist_offer", "OfferExpired": "offer_expired"}
 ORDER_FIELDS = ("id", "event_id", "status", "seats", "section", "quantity", "subtotal", "discount", "total",
-                "currency", "created_at", "cancelled_at")
+                "currency", "created_at", "cancelled_at", "confirmed_at", "version")
 
 
 def notification(msg: Msg) -> tuple[str, str, dict[str, Any]] | None:
@@ -388,11 +433,15 @@ def notification(msg: Msg) -> tuple[str, str, dict[str, Any]] | None:
     kind = NOTIFICATION_TYPES.get(msg.type)
     if kind is None:
         return None
+    if msg.type == "RefundUpdated" and (msg.data["order"].get("refund") or {}).get("status") != "succeeded":
+        return None
     data: dict[str, Any] = {"id": msg.id, "type": kind, "occurred_at": msg.env.get("occurred_at")}
-    if msg.type in ("OrderConfirmed", "OrderCancelled"):
+    if msg.type in ORDER_TYPES:
         order = msg.data["order"]
         buyer = order.get("buyer_id")
-        data["order"] = {k: order[k] for k in ORDER_FIELDS if k in order}
+        doc = order_doc(order)
+        data["order"] = {**{k: order[k] for k in ORDER_FIELDS if k in order},
+                         **{k: doc[k] for k in ("payment", "refund") if k in doc}}
         if msg.type == "OrderCancelled":
             data["reason"] = msg.data.get("reason")
     else:  # waitlist events carry the entry; an offer's hold is in entry.offer (EVENTS.md)

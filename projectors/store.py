@@ -5,8 +5,8 @@ No multi-document transactions exist here, so every document is kept exact on it
 - every counter document carries its own per-partition offset watermark (``wm``) and is written
   with compare-and-set on a document counter (``cv``): the watermark and the counters move together,
   a redelivered offset is skipped, a concurrent writer (a replay) makes the CAS fail and we re-read;
-- seats carry their row version (newest wins), orders their status rank (cancelled beats confirmed),
-  waitlist entries their entry version;
+- seats carry their row version (newest wins), orders their ``rank`` (the order version; an order written
+  before payments ranks by status, cancelled beats confirmed), waitlist entries their entry version;
 - Debezium re-sends (same outbox id at a new offset) are dropped by the ``applied`` claims.
 
 FerretDB executes a multi-statement bulk update very slowly, so writes are single ``update_one`` calls
@@ -164,7 +164,7 @@ class Store:
             self.apply_venues(venues)
             self.apply_lifecycle(lifecycle)
         inventory = [m for m in msgs if m.type in P.INVENTORY_TYPES]
-        orders = [m for m in msgs if m.type in ("OrderConfirmed", "OrderCancelled")]
+        orders = [m for m in msgs if m.type in P.ORDER_TYPES]
         claims_f = self.stages.submit(self.claim, msgs)
         seats_f = self.stages.submit(self.apply_seats, inventory)
         orders_f = self.stages.submit(self.apply_orders, orders)
@@ -174,7 +174,7 @@ class Store:
         keep = {id(m) for m in msgs}
         per_event: dict[str, list[Msg]] = defaultdict(list)
         for m in msgs:
-            if m.type in P.INVENTORY_TYPES or m.type == "OrderCancelled":
+            if m.type in P.INVENTORY_TYPES or m.type in P.STATS_TYPES:
                 per_event[m.aggregate_id].append(m)
         # The counters need the seats' prior states only for releases that do not say what they
         # release (event cancellation); otherwise they do not wait for the seat map.
@@ -349,6 +349,9 @@ class Store:
 
     # ------------------------------------------------------------------ orders (booking history)
     def apply_orders(self, msgs: list[Msg]) -> None:
+        """Every state of an order (placed, confirmed, payment failed, cancelled, refund updated) -> its document;
+        the newest ``rank`` wins: new documents are inserted, existing ones take ``$set`` only from a higher rank, so
+        a redelivery or a replay of an older (or the same) state matches nothing."""
         orders = P.fold_orders(msgs)
         if not orders:
             return

@@ -48,7 +48,7 @@ from query_service.http import EXCEPTION_HANDLERS, ApiError, MetricsMiddleware, 
 from query_service.params import (PLANNED, PLANNED_MESSAGE, RESET, AnalyticsQuery, EventListQuery, NoQuery,
                                   NotificationStreamQuery, PageQuery, Paging, Query, SeatStreamQuery, UsersQuery,
                                   parse_query, stream_position)
-from query_service.responses import (AdminAnalytics, EventDetail, EventPage, OrderPage, OrganizerStats,
+from query_service.responses import (AdminAnalytics, EventDetail, EventPage, Order, OrderPage, OrganizerStats,
                                      SeatMap, UserPage, WaitlistPage, render)
 
 STATIC = Path(__file__).parent / "static"
@@ -262,8 +262,8 @@ async def seat_stream(request: Request, q: SeatStreamQuery) -> Response:
 
 @get("/api/v1/me/notifications/stream", "The buyer's notifications (SSE)", ok="text/event-stream",
      query=NotificationStreamQuery, errors=(400,), auth=True, headers=(LAST_EVENT_ID,), tags=("streams",),
-     description="Events `order_confirmed`, `order_cancelled`, `waitlist_offer`, `offer_expired`, each with "
-                 "`id: <position>`; the token may also come as `?access_token=` (EventSource cannot set "
+     description="Events `order_confirmed`, `order_cancelled`, `payment_failed`, `refund_succeeded`, "
+                 "`waitlist_offer`, `offer_expired`, each with `id: <position>`; the token may also come as `?access_token=` (EventSource cannot set "
                  "headers). Resume and reset as on the seat stream.")
 async def notification_stream(request: Request, q: NotificationStreamQuery) -> Response:
     p = principal(request, query_token=q.access_token)
@@ -284,6 +284,22 @@ async def _buyers_page(request: Request, q: Paging, model: type[BaseModel],
      auth=True, tags=("buyer",))
 async def my_orders(request: Request, q: Paging) -> Response:
     return await _buyers_page(request, q, OrderPage, views.my_orders)
+
+
+@get("/api/v1/me/orders/{order_id}", "One of the buyer's orders: status, payment, refund", ok=Order,
+     errors=(404,), auth=True, tags=("buyer",),
+     description="The buyer's own order only: another buyer's, like an unknown one, is a 404. After paying on the "
+                 "provider's page, poll it to see `pending_payment` become `confirmed` (or `payment_failed`).")
+async def my_order(request: Request, _: NoQuery) -> Response:
+    p = principal(request)
+    require(p, "buyer")
+    order_id = request.path_params["order_id"]
+    if not UUID_RE.match(order_id):
+        raise ApiError("NOT_FOUND", "no such order")
+    order = render(Order, await views.my_order(request.app.state.db, p.user_id, order_id.lower()))
+    if order is None:
+        raise ApiError("NOT_FOUND", "no such order")
+    return private_json(order)
 
 
 @get("/api/v1/me/waitlist", "The buyer's waitlist entries, newest first (live positions)", ok=WaitlistPage,

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.openapi import Count, DateTime, Money, ResponseModel, Uuid
-from contracts.vocabulary import (EventStatus, OrderStatus, PublicEventStatus, Role, SeatStatus, SectionKind,
-                                 WaitlistStatus)
+from contracts.vocabulary import (EventStatus, OrderStatus, PaymentStatus, PublicEventStatus, RefundStatus, Role,
+                                 SeatStatus, SectionKind, WaitlistStatus)
 
 Date = Annotated[str, Field(json_schema_extra={"format": "date"})]
 Ratio = Annotated[float, Field(ge=0, le=1)]
@@ -134,10 +134,28 @@ class OrderEvent(Body):
     starts_at: DateTime | None
 
 
+class Payment(Body):
+    """A paid order's payment at the provider."""
+    id: str
+    provider: Annotated[str, Field(examples=["devpay", "stripe"])]
+    status: PaymentStatus
+    checkout_url: Annotated[str, Field(description="the provider's hosted page (absent when it has none)")] = None
+    expires_at: Annotated[str, Field(json_schema_extra={"format": "date-time"},
+                                     description="the payment window: the seats stay held for the buyer until then")]
+
+
+class Refund(Body):
+    status: RefundStatus
+    amount: Annotated[int, Field(ge=0, description="minor units of the order's currency")]
+    reason: Annotated[str, Field(examples=["cancelled_by_buyer", "cancelled_by_organizer", "cancelled_by_admin",
+                                           "event_cancelled", "seats_unavailable"])]
+
+
 class Order(Body):
     id: Uuid
     event: OrderEvent
-    status: OrderStatus
+    status: Annotated[OrderStatus, Field(description="pending_payment until the provider answers, then confirmed "
+                                                     "or payment_failed; cancelled")]
     seats: Annotated[list[str], Field(description="seated orders only")] = None
     section: Annotated[str, Field(description="general-admission orders only")] = None
     quantity: Annotated[int, Field(ge=1, description="general-admission orders only")] = None
@@ -146,8 +164,12 @@ class Order(Body):
     total: Money
     currency: str
     created_at: DateTime
+    confirmed_at: Annotated[str, Field(json_schema_extra={"format": "date-time"},
+                                       description="orders that were confirmed")] = None
     cancelled_at: Annotated[str, Field(json_schema_extra={"format": "date-time"},
                                        description="cancelled orders only")] = None
+    payment: Annotated[Payment, Field(description="paid orders only (a free order has none)")] = None
+    refund: Annotated[Refund, Field(description="once a paid order's money is being returned")] = None
 
 
 class Offer(Body):
@@ -170,9 +192,10 @@ class WaitlistEntry(Body):
 # --- organizer and admin --------------------------------------------------------------------------
 class SalesDay(Body):
     date: Date
-    orders: Count
+    orders: Annotated[int, Field(ge=0, description="orders confirmed that day")]
     seats: Count
-    revenue: Money
+    revenue: Annotated[int, Field(description="totals of the orders confirmed that day (before refunds), minor units")]
+    refunded: Annotated[int, Field(ge=0, description="refunds that succeeded for orders cancelled that day")]
     cancellations: Count
 
 
@@ -186,12 +209,16 @@ class OrganizerStats(Body):
     held: Count
     available: Count
     utilization: Annotated[Ratio, Field(description="sold / capacity")]
-    revenue: Annotated[int, Field(description="net of cancellations, minor units")]
-    gross_revenue: Annotated[int, Field(description="before cancellations, minor units")]
-    orders: Annotated[int, Field(ge=0, description="every confirmed order, cancelled ones included")]
-    cancellations: Count
+    revenue: Annotated[int, Field(description="net of refunds (gross_revenue - refunded), minor units")]
+    gross_revenue: Annotated[int, Field(description="totals of every confirmed order, minor units")]
+    refunded: Annotated[int, Field(ge=0, description="refunds that succeeded for confirmed orders, minor units")]
+    refunds_failed: Annotated[int, Field(ge=0, description="refunds the provider refused")]
+    orders: Annotated[int, Field(ge=0, description="every confirmed order, cancelled ones included (an order "
+                                                   "still waiting for its payment, or whose payment failed, is not)")]
+    cancellations: Annotated[int, Field(ge=0, description="confirmed orders cancelled")]
     cancellation_rate: Annotated[Ratio, Field(description="cancellations / orders")]
-    sales_by_day: Annotated[list[SalesDay], Field(description="by order day, gross")]
+    checked_in: Annotated[int, Field(ge=0, description="tickets checked in")]
+    sales_by_day: Annotated[list[SalesDay], Field(description="by the day orders were confirmed")]
 
 
 class PopularEvent(Body):
@@ -205,17 +232,22 @@ class AnalyticsDay(Body):
     date: Date
     orders: Count
     seats: Count
-    revenue: Annotated[dict[str, int], Field(description="sales that day, minor units per ISO 4217 currency")]
+    revenue: Annotated[dict[str, int], Field(description="totals of the orders confirmed that day (before refunds), "
+                                                         "minor units per ISO 4217 currency")]
+    refunded: Annotated[dict[str, int], Field(description="refunds that succeeded for orders cancelled that day, "
+                                                          "per currency")]
     cancellations: Count
     cancelled_seats: Count
-    cancelled_revenue: Annotated[dict[str, int], Field(description="cancelled that day, per currency")]
 
 
 class AdminAnalytics(Body):
     total_orders: Count
     total_seats_sold: Annotated[int, Field(description="net of cancellations")]
-    revenue: Annotated[dict[str, int], Field(description="net of cancellations, minor units per ISO 4217 currency "
+    revenue: Annotated[dict[str, int], Field(description="net of refunds (confirmed orders' totals minus the refunds "
+                                                         "that succeeded), minor units per ISO 4217 currency "
                                                          "(amounts in different currencies are never added)")]
+    refunded: Annotated[dict[str, int], Field(description="refunds that succeeded, per currency")]
+    refunds_failed: Annotated[int, Field(ge=0, description="refunds the provider refused (they need a person)")]
     cancellations: Count
     cancellation_rate: Ratio
     utilization: Annotated[Ratio, Field(description="sold / capacity over on-sale events")]

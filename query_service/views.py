@@ -23,7 +23,8 @@ LIST_FIELDS = dict.fromkeys(rm.EVENT_LIST_FIELDS, 1)
 
 
 def _ratio(n: float, d: float) -> float:
-    return round(n / d, 4) if d else 0.0
+    """n / d in [0, 1] (a read model that is behind or was built by an older projector never makes it a 5xx)."""
+    return min(max(round(n / d, 4), 0.0), 1.0) if d else 0.0
 
 
 def list_filter(q: str | None, category: str | None, city: str | None, starts_after: str | None,
@@ -138,8 +139,14 @@ def _order(doc: dict[str, Any]) -> dict[str, Any]:
         out.update(section=doc["section"], quantity=doc.get("quantity"))
     else:
         out["seats"] = doc.get("seats", [])
-    if doc.get("cancelled_at"):
-        out["cancelled_at"] = doc["cancelled_at"]
+    for k in ("confirmed_at", "cancelled_at"):
+        if doc.get(k):
+            out[k] = doc[k]
+    payment, refund = doc.get("payment"), doc.get("refund")
+    if payment:
+        out["payment"] = {k: payment[k] for k in rm.ORDER_PAYMENT_FIELDS if payment.get(k) is not None}
+    if refund:
+        out["refund"] = {k: refund[k] for k in rm.ORDER_REFUND_FIELDS if refund.get(k) is not None}
     return out
 
 
@@ -150,6 +157,12 @@ async def my_orders(db: AsyncDatabase, buyer_id: str, page: int, page_size: int)
         .skip((page - 1) * page_size).limit(page_size)
     items = [_order(d) async for d in cursor]
     return {"items": items, "page": page, "page_size": page_size, "total": total}
+
+
+async def my_order(db: AsyncDatabase, buyer_id: str, order_id: str) -> dict[str, Any] | None:
+    """One of the buyer's own orders; None for an unknown order and for another buyer's (the same 404)."""
+    doc = await db.orders.find_one({"_id": order_id, "buyer_id": buyer_id})
+    return None if doc is None else _order(doc)
 
 
 def _entry(doc: dict[str, Any], position: int | None) -> dict[str, Any]:
@@ -202,11 +215,13 @@ async def organizer_stats(db: AsyncDatabase, event_id: str) -> dict[str, Any] | 
         "event_id": doc["_id"], "title": doc.get("title"), "status": doc.get("status"), "currency": doc.get("currency"),
         "capacity": capacity, "sold": sold, "held": doc.get("held", 0),
         "available": doc.get("available", capacity), "utilization": _ratio(sold, capacity),
-        "revenue": st.get("revenue", 0) - st.get("cancelled_revenue", 0),
-        "gross_revenue": st.get("revenue", 0), "orders": orders, "cancellations": cancellations,
-        "cancellation_rate": _ratio(cancellations, orders),
+        "revenue": st.get("revenue", 0) - st.get("refunded", 0), "gross_revenue": st.get("revenue", 0),
+        "refunded": st.get("refunded", 0), "refunds_failed": st.get("refunds_failed", 0),
+        "orders": orders, "cancellations": cancellations, "cancellation_rate": _ratio(cancellations, orders),
+        "checked_in": st.get("checked_in", 0),
         "sales_by_day": [{"date": day, "orders": v.get("orders", 0), "seats": v.get("seats", 0),
-                          "revenue": v.get("revenue", 0), "cancellations": v.get("cancellations", 0)}
+                          "revenue": v.get("revenue", 0), "refunded": v.get("refunded", 0),
+                          "cancellations": v.get("cancellations", 0)}
                          for day, v in by_day],
     }
 
@@ -219,8 +234,9 @@ def by_currency(doc: dict[str, Any], field: str) -> dict[str, int]:
 
 
 def net(doc: dict[str, Any]) -> dict[str, int]:
-    gross, cancelled = by_currency(doc, "revenue"), by_currency(doc, "cancelled_revenue")
-    return {c: gross.get(c, 0) - cancelled.get(c, 0) for c in sorted(set(gross) | set(cancelled))}
+    """Revenue net of refunds, per currency: confirmed orders' totals minus the refunds that succeeded."""
+    gross, refunded = by_currency(doc, "revenue"), by_currency(doc, "refunded")
+    return {c: gross.get(c, 0) - refunded.get(c, 0) for c in sorted(set(gross) | set(refunded))}
 
 
 async def admin_analytics(db: AsyncDatabase, days: int, top: int) -> dict[str, Any]:
@@ -239,15 +255,16 @@ async def admin_analytics(db: AsyncDatabase, days: int, top: int) -> dict[str, A
         "total_orders": orders,
         "total_seats_sold": total.get("seats", 0) - total.get("cancelled_seats", 0),
         "revenue": net(total),
+        "refunded": by_currency(total, "refunded"),
+        "refunds_failed": total.get("refunds_failed", 0),
         "cancellations": cancellations,
         "cancellation_rate": _ratio(cancellations, orders),
         "utilization": _ratio(sold, capacity),
         "most_popular": [{"event_id": e["_id"], "title": e.get("title"), "seats_sold": e.get("sold", 0),
                           "utilization": _ratio(e.get("sold", 0), e.get("capacity", 0))} for e in popular],
         "daily": [{"date": d.get("date"), "orders": d.get("orders", 0), "seats": d.get("seats", 0),
-                   "revenue": by_currency(d, "revenue"), "cancellations": d.get("cancellations", 0),
-                   "cancelled_seats": d.get("cancelled_seats", 0),
-                   "cancelled_revenue": by_currency(d, "cancelled_revenue")}
+                   "revenue": by_currency(d, "revenue"), "refunded": by_currency(d, "refunded"),
+                   "cancellations": d.get("cancellations", 0), "cancelled_seats": d.get("cancelled_seats", 0)}
                   for d in daily],
     }
 
