@@ -119,7 +119,8 @@ def build_document(title: str, version: str, description: str, operations: Itera
         for model, mode in ((op.body, "validation"), (op.query, "validation")):
             if model is not None:
                 models.append((model, mode))
-        models += [(m, "serialization") for m in op.responses.values() if isinstance(m, type)]
+        models += [(m, "serialization") for shapes in op.responses.values()
+                   for m in (shapes if isinstance(shapes, tuple) else (shapes,)) if isinstance(m, type)]
     models = list(dict.fromkeys(models))
     refs, top = models_json_schema(models, ref_template=REF)
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
@@ -160,17 +161,19 @@ def build_document(title: str, version: str, description: str, operations: Itera
                     schema["required"] = [r for r in schema["required"] if r not in exclude]
             entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": body_ref}}}
         responses = entry["responses"]
-        for status, shape in sorted(op.responses.items()):
-            if isinstance(shape, type) and issubclass(shape, BaseModel):
-                if shape is ErrorBody:
-                    responses[str(status)] = _error(status)
-                    continue
-                content = {"application/json": {"schema": ref(shape, "serialization")}}
-            elif isinstance(shape, str):
-                assert shape in MEDIA_TYPES, shape
-                content = {shape: {"schema": {"type": "object"} if shape == "application/json" else {"type": "string"}}}
-            else:
-                content = None
+        for status, shapes in sorted(op.responses.items()):
+            if shapes is ErrorBody:
+                responses[str(status)] = _error(status)
+                continue
+            content: dict[str, Any] = {}
+            for shape in shapes if isinstance(shapes, tuple) else (shapes,):  # a tuple: alternative media types
+                if isinstance(shape, type) and issubclass(shape, BaseModel):
+                    content["application/json"] = {"schema": ref(shape, "serialization")}
+                elif isinstance(shape, str):
+                    assert shape in MEDIA_TYPES, shape
+                    # an image or a CSV file is bytes, not a JSON value: no schema (OpenAPI 3.1's "any content")
+                    content[shape] = ({} if shape.startswith("image/") or shape == "text/csv" else
+                                      {"schema": {"type": "object"} if shape == "application/json" else {"type": "string"}})
             responses[str(status)] = {"description": STATUS_TEXT.get(status, "OK")}
             if content:
                 responses[str(status)]["content"] = content

@@ -20,8 +20,9 @@ WAITLIST = "waitlist"    # one document per waitlist entry (_id = entry id)
 VENUES = "venues"        # one document per venue (_id = venue id)
 ANALYTICS = "analytics"  # platform rollups: "totals" and "day:<YYYY-MM-DD>"
 USERS = "users"          # one document per account, never a password hash (_id = user id): admin /admin/users
+TICKETS = "tickets"      # one document per ticket, its newest state (_id = ticket id; ``version``)
 APPLIED = "applied"      # outbox ids already applied (_id = outbox id, at = Kafka position)
-COLLECTIONS = (EVENTS, SEATMAP, ORDERS, ANALYTICS, VENUES, WAITLIST, USERS, APPLIED)
+COLLECTIONS = (EVENTS, SEATMAP, ORDERS, ANALYTICS, VENUES, WAITLIST, USERS, TICKETS, APPLIED)
 
 # --- seat status codes (seat-map chunks keep one letter per seat) --------------------------------------------
 STATUS_CODE = {"available": "a", "held": "h", "sold": "s"}
@@ -66,7 +67,13 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     (WAITLIST, [("event_id", ASCENDING), ("status", ASCENDING), ("seq", ASCENDING)]),  # positions
     (USERS, [("role", ASCENDING), ("created_at", DESCENDING)]),   # admin: users by role, newest first
     (USERS, [("created_at", DESCENDING)]),
+    (TICKETS, [("buyer_id", ASCENDING), ("event_id", ASCENDING)]),  # /me/tickets
+    (TICKETS, [("order_id", ASCENDING)]),                          # an order's tickets
+    (TICKETS, [("event_id", ASCENDING), ("status", ASCENDING)]),   # attendees
+    (VENUES, [("organizer_id", ASCENDING)]),                       # the organizer's own venues
 )
+# The ticket fields the read model keeps (the command side's ticket document, EVENTS.md "ticket").
+TICKET_FIELDS = ("order_id", "event_id", "buyer_id", "seat", "section", "status", "code", "checked_in_at", "version")
 
 
 def ensure_indexes(db: Any) -> None:

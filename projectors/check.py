@@ -7,7 +7,7 @@ they diverge (0 when they agree, 2 when it cannot run):
   seat's status in the seat map; every order (status, version, total, buyer, payment status, refund status and
   amount) in ``orders``; the organizer stats (confirmed orders, their seats and revenue, refunds that succeeded,
   refunds that failed, cancellations of confirmed orders, per day); every waitlist entry (status, version, seq,
-  buyer) in ``waitlist``;
+  buyer) in ``waitlist``; every ticket (status, version, order, buyer) in ``tickets``;
 - globally (unless ``--event`` or ``--no-global``): the analytics total and each daily rollup.
 
 The projection is asynchronous, so ``--settle S`` re-checks for up to S seconds until the models agree
@@ -63,7 +63,7 @@ def pg_truth(conn: psycopg.Connection, event_ids: list[str] | None) -> dict[str,
     ev_where = "WHERE id = ANY(%s::uuid[])" if event_ids else ""
     truth: dict[str, Any] = {"events": {}, "seats": defaultdict(dict), "counts": defaultdict(lambda: defaultdict(
         lambda: {"held": 0, "sold": 0, "capacity": 0})), "orders": {}, "stats": defaultdict(lambda: _stats()),
-        "waitlist": {}}
+        "waitlist": {}, "tickets": {}}
     with conn.cursor(row_factory=dict_row) as cur:
         for r in cur.execute(f"SELECT id::text, status, title FROM events {ev_where}", args):
             truth["events"][r["id"]] = r
@@ -84,6 +84,9 @@ def pg_truth(conn: psycopg.Connection, event_ids: list[str] | None) -> dict[str,
         for r in cur.execute(f"SELECT id::text, event_id::text, buyer_id::text, status, version, seq "
                              f"FROM waitlist_entries {where}", args):
             truth["waitlist"][r["id"]] = r
+        for r in cur.execute(f"SELECT id::text, event_id::text, order_id::text, buyer_id::text, status, version "
+                             f"FROM tickets {where}", args):
+            truth["tickets"][r["id"]] = r
     return truth
 
 
@@ -214,6 +217,11 @@ def compare_waitlist(db, truth: dict[str, Any]) -> list[str]:
                              "waitlist entry", "waitlist")
 
 
+def compare_tickets(db, truth: dict[str, Any]) -> list[str]:
+    return compare_documents(db.tickets, truth["tickets"], ("status", "version", "order_id", "buyer_id"),
+                             "ticket", "tickets")
+
+
 def compare_global(db, conn: psycopg.Connection) -> list[str]:
     """The analytics rollups (the total and each day), with each currency's money (``revenue_EUR``...)."""
     diffs: list[str] = []
@@ -257,7 +265,8 @@ def check(settings: Settings, event_ids: list[str] | None = None, *, include_glo
             diffs = [f"event {e}: not in PostgreSQL" for e in missing]
         else:
             diffs = []
-        diffs += compare_events(db, truth) + compare_orders(db, truth) + compare_waitlist(db, truth)
+        diffs += (compare_events(db, truth) + compare_orders(db, truth) + compare_waitlist(db, truth)
+                  + compare_tickets(db, truth))
         if include_global and not event_ids:
             diffs += compare_global(db, conn)
     return diffs

@@ -33,8 +33,10 @@ RELEASE_PRIOR = {"expired": "held", "cancelled": "held", "order_cancelled": "sol
 INVENTORY_TYPES = {"SeatsHeld", "SeatsReleased", "OrderConfirmed"}
 # Every state of an order (the orders read model); OrderPlaced and OrderPaymentFailed move no inventory and no money.
 ORDER_TYPES = frozenset({"OrderPlaced", "OrderConfirmed", "OrderPaymentFailed", "OrderCancelled", "RefundUpdated"})
-# What the event counters fold besides inventory: the stats of cancellations and refunds.
-STATS_TYPES = frozenset({"OrderCancelled", "RefundUpdated"})
+# Tickets (issue 14): the tickets read model, and the event's ticket counts (issued, voided, checked in).
+TICKET_TYPES = frozenset({"TicketsIssued", "TicketsVoided", "TicketCheckedIn"})
+# What the event counters fold besides inventory: the stats of cancellations, refunds and tickets.
+STATS_TYPES = frozenset({"OrderCancelled", "RefundUpdated"}) | TICKET_TYPES
 PAYMENT_FIELDS, REFUND_FIELDS = rm.ORDER_PAYMENT_FIELDS, rm.ORDER_REFUND_FIELDS
 LIFECYCLE_TYPES = {"EventCreated", "EventUpdated", "EventPublished", "EventCancelled"}
 WAITLIST_TYPES = {"WaitlistJoined", "WaitlistOffered", "OfferExpired", "WaitlistConverted", "WaitlistLeft"}
@@ -155,7 +157,7 @@ def initial_counters(data: dict[str, Any]) -> dict[str, Any]:
 
 def empty_stats() -> dict[str, Any]:
     return {"orders": 0, "seats": 0, "revenue": 0, "refunded": 0, "refunds_failed": 0, "cancellations": 0,
-            "cancelled_seats": 0, "by_day": {}}
+            "cancelled_seats": 0, "tickets_issued": 0, "tickets_voided": 0, "checked_in": 0, "by_day": {}}
 
 
 def event_seat_rows(data: dict[str, Any]) -> dict[tuple[str, str], int]:
@@ -244,6 +246,8 @@ def order_stats(msg: Msg) -> tuple[str, dict[str, int]] | None:
       counted in ``refunds_failed``. A refund of a payment that never confirmed its order (it succeeded after the
       order failed or its seats were resold) returns money that was never counted: it adds nothing to ``refunded``.
     OrderPlaced and OrderPaymentFailed add nothing: an order counts once confirmed."""
+    if msg.type in TICKET_TYPES:
+        return ticket_stats(msg)
     order = msg.data.get("order") or {}
     if msg.type == "OrderConfirmed":
         return _day(order.get("confirmed_at") or order["created_at"]), {
@@ -259,6 +263,34 @@ def order_stats(msg: Msg) -> tuple[str, dict[str, int]] | None:
         if refund.get("status") == "failed":
             return day, {"refunds_failed": 1}
     return None
+
+
+def ticket_stats(msg: Msg) -> tuple[str, dict[str, int]]:
+    """Tickets issued and voided (check-in progress: checked in of issued - voided), and check-ins by day."""
+    if msg.type == "TicketCheckedIn":
+        return _day(msg.data["ticket"]["checked_in_at"]), {"checked_in": 1}
+    day = _day(msg.env.get("occurred_at") or msg.data["tickets"][0].get("checked_in_at"))
+    n = len(msg.data["tickets"])
+    return (day, {"tickets_issued": n}) if msg.type == "TicketsIssued" else (day, {"tickets_voided": n})
+
+
+def ticket_doc(ticket: dict[str, Any]) -> dict[str, Any]:
+    """The tickets read-model fields of a ticket state: every field written (absent ones as null), so a ``$set``
+    of a newer state leaves nothing of an older one behind."""
+    return {k: ticket.get(k) for k in rm.TICKET_FIELDS}
+
+
+def fold_tickets(msgs: list[Msg]) -> dict[str, dict[str, Any]]:
+    """ticket id -> its newest state in this batch (highest ticket ``version``, whatever the order)."""
+    out: dict[str, dict[str, Any]] = {}
+    for msg in msgs:
+        if msg.type not in TICKET_TYPES:
+            continue
+        for t in ([msg.data["ticket"]] if msg.type == "TicketCheckedIn" else msg.data["tickets"]):
+            cur = out.get(t["id"])
+            if cur is None or t["version"] > cur["version"]:
+                out[t["id"]] = ticket_doc(t)
+    return out
 
 
 MONEY_FIELDS = rm.ANALYTICS_MONEY_FIELDS  # kept per currency in the analytics rollups

@@ -170,6 +170,7 @@ class Store:
         orders_f = self.stages.submit(self.apply_orders, orders)
         waitlist_f = self.stages.submit(self.apply_waitlist, [m for m in msgs if m.type in P.WAITLIST_TYPES])
         users_f = self.stages.submit(self.apply_users, [m for m in msgs if m.type in P.USER_TYPES])
+        tickets_f = self.stages.submit(self.apply_tickets, [m for m in msgs if m.type in P.TICKET_TYPES])
         msgs = claims_f.result()
         keep = {id(m) for m in msgs}
         per_event: dict[str, list[Msg]] = defaultdict(list)
@@ -183,7 +184,7 @@ class Store:
         prior = seats_f.result() if needs_prior else {}
         rollups_f = self.stages.submit(self.apply_rollups, [m for m in orders if id(m) in keep])
         feeds = self._parallel(lambda kv: self.apply_event_counters(kv[0], kv[1], prior), per_event.items())
-        for f in (seats_f, orders_f, waitlist_f, users_f, rollups_f):
+        for f in (seats_f, orders_f, waitlist_f, users_f, tickets_f, rollups_f):
             f.result()
         done = time.time()
         if self.redis is not None:
@@ -388,6 +389,9 @@ class Store:
 
     def apply_users(self, msgs: list[Msg]) -> None:
         self._upsert_versioned(self.db.users, P.fold_users(msgs))
+
+    def apply_tickets(self, msgs: list[Msg]) -> None:
+        self._upsert_versioned(self.db.tickets, P.fold_tickets(msgs))
 
     def _event_info(self, event_id: str) -> dict[str, Any]:
         info = self.event_info.get(event_id)

@@ -37,6 +37,7 @@ from common.logging import configure_logging
 from common.metrics import CONTENT_TYPE_LATEST, exposition
 from common.openapi import Health, Operation, Param, build_document, swagger_ui
 from common.settings import Settings, get_settings, require_secure_secret
+from common import qr
 from common.auth import Principal
 from common.revocation import Revocations
 from contracts import keys
@@ -45,14 +46,16 @@ from query_service import views
 from query_service.cache import MicroCache, cached_json
 from query_service.feed import StreamHub, notification_frame, seat_frame
 from query_service.http import EXCEPTION_HANDLERS, ApiError, MetricsMiddleware, log, principal, private_json, require
-from query_service.params import (PLANNED, PLANNED_MESSAGE, RESET, AnalyticsQuery, EventListQuery, NoQuery,
-                                  NotificationStreamQuery, PageQuery, Paging, Query, SeatStreamQuery, UsersQuery,
-                                  parse_query, stream_position)
-from query_service.responses import (AdminAnalytics, EventDetail, EventPage, Order, OrderPage, OrganizerStats,
-                                     SeatMap, UserPage, WaitlistPage, render)
+from query_service.params import (PLANNED, PLANNED_MESSAGE, RESET, UUID_PATTERN, AnalyticsQuery, AttendeesQuery,
+                                  EventListQuery, NoQuery, NotificationStreamQuery, OrganizerEventsQuery,
+                                  OrganizerStreamQuery, PageQuery, Paging, Query, SeatStreamQuery, TicketsQuery,
+                                  UsersQuery, parse_query, stream_position)
+from query_service.responses import (AdminAnalytics, AttendeePage, EventDetail, EventPage, Order, OrderPage,
+                                     OrganizerEventPage, OrganizerStats, OrganizerVenuePage, SeatMap, TicketPage,
+                                     UserPage, WaitlistPage, render)
 
 STATIC = Path(__file__).parent / "static"
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_RE = re.compile(UUID_PATTERN)
 TITLE, VERSION = "Evently query service", "1.0.0"
 DESCRIPTION = ("Reads only: the MongoDB read models the projectors write, and the live seat feed (Redis "
                "Streams). See docs/api.md. Errors have the body `{error: {code, message, details}}`; unknown, "
@@ -67,7 +70,7 @@ LAST_EVENT_ID = Param("Last-Event-ID", "header", "resume after this feed positio
 IF_NONE_MATCH = Param("If-None-Match", "header", "an `ETag` from an earlier response: 304 if it still matches")
 
 
-def get(path: str, summary: str, *, ok: type[BaseModel] | str | None, query: type[Query] = NoQuery,
+def get(path: str, summary: str, *, ok: type[BaseModel] | str | tuple | None, query: type[Query] = NoQuery,
         errors: tuple[int, ...] = (), auth: bool = False, cached: bool = False, headers: tuple[Param, ...] = (),
         tags: tuple[str, ...] = (), description: str = "", planned: tuple[str, ...] = ()) -> Callable:
     """Register a GET route and its OpenAPI operation. The handler gets the request and its validated query."""
@@ -324,6 +327,121 @@ async def organizer_stats(request: Request, _: NoQuery) -> Response:
     if stats is None:
         raise ApiError("NOT_FOUND", "no such event")
     return private_json(stats)
+
+
+@get("/api/v1/organizer/events", "The caller's own events, drafts included (organizer)", ok=OrganizerEventPage,
+     query=OrganizerEventsQuery, errors=(400,), auth=True, tags=("organizer",),
+     description="Soonest first, with live counts; `status` filters (draft, on_sale, cancelled).")
+async def organizer_events(request: Request, q: OrganizerEventsQuery) -> Response:
+    p = principal(request)
+    require(p, "organizer")
+    return private_json(render(OrganizerEventPage, await views.organizer_events(
+        request.app.state.db, p.user_id, q.status, q.page, q.page_size)))
+
+
+@get("/api/v1/organizer/venues", "The caller's own venues (organizer)", ok=OrganizerVenuePage, query=Paging,
+     errors=(400,), auth=True, tags=("organizer",))
+async def organizer_venues(request: Request, q: Paging) -> Response:
+    p = principal(request)
+    require(p, "organizer")
+    return private_json(render(OrganizerVenuePage, await views.organizer_venues(request.app.state.db, p.user_id,
+                                                                                  q.page, q.page_size)))
+
+
+async def _owned_event(request: Request, p: Principal, *, scanner: bool = False) -> str:
+    """The path's event, if ``p`` is its organizer, an admin, or (``scanner``) one of its scanners."""
+    event_id = _event_id(request)
+    if scanner and p.scans_for(event_id):
+        return event_id
+    require(p, "organizer", "admin")
+    owner = await views.event_owner(request.app.state.db, event_id)
+    if owner is False:
+        raise ApiError("NOT_FOUND", "no such event")
+    if p.role != "admin" and owner != p.user_id:
+        raise ApiError("FORBIDDEN", "not your event")
+    return event_id
+
+
+@get("/api/v1/organizer/events/{event_id}/attendees", "An event's tickets and who holds them (organizer, admin, "
+     "the event's scanners)", ok=(AttendeePage, "text/csv"), query=AttendeesQuery, errors=(400, 404), auth=True,
+     tags=("organizer",), description="`status` filters (valid, checked_in, void). `format=csv` answers every "
+                                      "matching ticket as text/csv (one header row, then one row per ticket).")
+async def attendees(request: Request, q: AttendeesQuery) -> Response:
+    p = principal(request)
+    event_id = await _owned_event(request, p, scanner=True)
+    if q.format == "csv":
+        data = await views.attendees(request.app.state.db, event_id, q.status, None, None)
+        return Response(views.attendees_csv(data["items"]), media_type="text/csv; charset=utf-8", headers={
+            "Cache-Control": "private, no-store",
+            "Content-Disposition": f'attachment; filename="attendees-{event_id}.csv"'})
+    return private_json(render(AttendeePage, await views.attendees(request.app.state.db, event_id, q.status,
+                                                                   q.page, q.page_size)))
+
+
+STATS_POLL_S = 0.5
+
+
+@get("/api/v1/organizer/events/{event_id}/stream", "The event's sales and check-ins, live (SSE)",
+     ok="text/event-stream", query=OrganizerStreamQuery, errors=(400, 404), auth=True, tags=("streams",),
+     description="`event: stats` frames, each the whole stats document of GET .../stats: one at connect, then one "
+                 "whenever it changes (sales, holds, refunds, check-ins); a comment heartbeat every 15 s. The "
+                 "owning organizer or an admin; the token may come as `?access_token=`.")
+async def organizer_stream(request: Request, q: OrganizerStreamQuery) -> Response:
+    p = principal(request, query_token=q.access_token)
+    event_id = await _owned_event(request, p)
+    db = request.app.state.db
+
+    async def frames():
+        last = None
+        while True:
+            stats = render(OrganizerStats, await views.organizer_stats(db, event_id))
+            body = stats.model_dump_json(exclude_unset=True) if stats is not None else None
+            if body is not None and body != last:
+                last = body
+                yield {"event": "stats", "data": body}
+            await asyncio.sleep(STATS_POLL_S)
+
+    address = request.client.host if request.client else "unknown"
+    slots: StreamSlots = request.app.state.stream_slots
+    slots.take(address)
+    return EventSourceResponse(slots.hold(frames(), address, p, request.app.state.revocations), ping=15,
+                               send_timeout=request.app.state.settings.sse_send_timeout_seconds,
+                               headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+# --- tickets ------------------------------------------------------------------------------------------------
+@get("/api/v1/me/tickets", "The buyer's tickets, with their codes", ok=TicketPage, query=TicketsQuery,
+     errors=(400,), auth=True, tags=("buyer",), description="`event_id` narrows to one event's tickets.")
+async def my_tickets(request: Request, q: TicketsQuery) -> Response:
+    p = principal(request)
+    require(p, "buyer")
+    return private_json(render(TicketPage, await views.my_tickets(
+        request.app.state.db, p.user_id, q.event_id.lower() if q.event_id else None, q.page, q.page_size)))
+
+
+async def _my_ticket_code(request: Request) -> str:
+    p = principal(request)
+    require(p, "buyer")
+    ticket_id = request.path_params["ticket_id"]
+    code = await views.my_ticket_code(request.app.state.db, p.user_id, ticket_id.lower()) \
+        if UUID_RE.match(ticket_id) else None
+    if code is None:
+        raise ApiError("NOT_FOUND", "no such ticket")
+    return code
+
+
+@get("/api/v1/me/tickets/{ticket_id}/qr.svg", "The ticket's QR code (SVG; it encodes the code)", ok="image/svg+xml",
+     errors=(404,), auth=True, tags=("buyer",))
+async def ticket_qr_svg(request: Request, _: NoQuery) -> Response:
+    return Response(qr.svg(await _my_ticket_code(request)), media_type="image/svg+xml",
+                    headers={"Cache-Control": "private, no-store"})
+
+
+@get("/api/v1/me/tickets/{ticket_id}/qr.png", "The ticket's QR code (PNG; it encodes the code)", ok="image/png",
+     errors=(404,), auth=True, tags=("buyer",))
+async def ticket_qr_png(request: Request, _: NoQuery) -> Response:
+    return Response(qr.png(await _my_ticket_code(request)), media_type="image/png",
+                    headers={"Cache-Control": "private, no-store"})
 
 
 @get("/api/v1/admin/users", "Accounts, newest first (admin)", ok=UserPage, query=UsersQuery, errors=(400,),

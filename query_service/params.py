@@ -23,7 +23,7 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from contracts.vocabulary import PUBLIC_EVENT_STATUSES, Role
+from contracts.vocabulary import PUBLIC_EVENT_STATUSES, EventStatus, Role, TicketStatus
 from query_service.feed import STREAM_ID
 
 PUBLIC_STATUSES = PUBLIC_EVENT_STATUSES
@@ -35,6 +35,7 @@ LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 DIGITS = re.compile(r"^[+-]?[0-9]{1,100}$")
 MAX_STREAM_PART = 2**64 - 1
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
 class InvalidQuery(Exception):
@@ -158,6 +159,24 @@ class EventListQuery(Paging):
 class UsersQuery(Paging):
     role: Annotated[Role, BeforeValidator(_text)] = None  # type: ignore[assignment]
     q: Text(200, "case-insensitive, literal substring of the email or the name") = None
+
+
+class TicketsQuery(Paging):
+    event_id: Annotated[str, BeforeValidator(_text), Field(pattern=UUID_PATTERN, description="one event's tickets")] = None
+
+
+class AttendeesQuery(Paging):
+    status: Annotated[TicketStatus, BeforeValidator(_text)] = None  # type: ignore[assignment]
+    format: Annotated[Literal["json", "csv"], BeforeValidator(_text),
+                      Field(description="`csv`: every matching attendee as text/csv (no paging)")] = None
+
+
+class OrganizerEventsQuery(Paging):
+    status: Annotated[EventStatus, BeforeValidator(_text)] = None  # type: ignore[assignment]
+
+
+class OrganizerStreamQuery(Query):
+    access_token: Text(4096, "the JWT, for a browser EventSource (which cannot set headers)") = None
 
 
 class AnalyticsQuery(Query):

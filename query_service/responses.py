@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.openapi import Count, DateTime, Money, ResponseModel, Uuid
 from contracts.vocabulary import (EventStatus, OrderStatus, PaymentStatus, PublicEventStatus, RefundStatus, Role,
-                                 SeatStatus, SectionKind, WaitlistStatus)
+                                 SeatStatus, SectionKind, TicketStatus, WaitlistStatus)
 
 Date = Annotated[str, Field(json_schema_extra={"format": "date"})]
 Ratio = Annotated[float, Field(ge=0, le=1)]
@@ -134,6 +134,69 @@ class OrderEvent(Body):
     starts_at: DateTime | None
 
 
+class OrderTicket(Body):
+    id: Uuid
+    seat: str = None
+    section: str = None
+    status: TicketStatus
+
+
+class TicketEvent(Body):
+    id: Uuid
+    title: str | None
+    starts_at: DateTime | None
+    venue: Venue | None
+
+
+class Ticket(Body):
+    """CONTRACT "Tickets and check-in": the code is what the QR code encodes."""
+    id: Uuid
+    order_id: Uuid
+    event_id: Uuid
+    seat: str = None
+    section: str = None
+    status: TicketStatus
+    code: Annotated[str, Field(max_length=200, description="`<payload>.<signature>`, verifiable offline with the "
+                                                         "event's check-in key")]
+    checked_in_at: DateTime = None
+    event: TicketEvent
+
+
+class AttendeeBuyer(Body):
+    name: str | None
+    email: str | None
+
+
+class Attendee(Body):
+    ticket_id: Uuid
+    order_id: Uuid
+    buyer: AttendeeBuyer
+    seat: str = None
+    section: str = None
+    status: TicketStatus
+    checked_in_at: DateTime | None
+
+
+class OrganizerEvent(Body):
+    id: Uuid
+    title: str
+    status: EventStatus
+    starts_at: DateTime
+    venue: VenueSummary
+    currency: str
+    capacity: Count
+    sold: Count
+    held: Count
+    available: Count
+
+
+class OrganizerVenue(Body):
+    id: Uuid
+    name: str
+    city: str | None
+    capacity: Count
+
+
 class Payment(Body):
     """A paid order's payment at the provider."""
     id: str
@@ -170,6 +233,7 @@ class Order(Body):
                                        description="cancelled orders only")] = None
     payment: Annotated[Payment, Field(description="paid orders only (a free order has none)")] = None
     refund: Annotated[Refund, Field(description="once a paid order's money is being returned")] = None
+    tickets: Annotated[list[OrderTicket], Field(description="one per seat or GA place once confirmed")] = []
 
 
 class Offer(Body):
@@ -218,6 +282,8 @@ class OrganizerStats(Body):
     cancellations: Annotated[int, Field(ge=0, description="confirmed orders cancelled")]
     cancellation_rate: Annotated[Ratio, Field(description="cancellations / orders")]
     checked_in: Annotated[int, Field(ge=0, description="tickets checked in")]
+    tickets: Annotated[int, Field(ge=0, description="tickets issued and not voided (check-in progress: "
+                                                   "checked_in of tickets)")]
     sales_by_day: Annotated[list[SalesDay], Field(description="by the day orders were confirmed")]
 
 
@@ -270,6 +336,10 @@ class AdminUser(Body):
 
 
 UserPage = Page[AdminUser]
+TicketPage = Page[Ticket]
+AttendeePage = Page[Attendee]
+OrganizerEventPage = Page[OrganizerEvent]
+OrganizerVenuePage = Page[OrganizerVenue]
 WaitlistPage = Page[WaitlistEntry]
 M = TypeVar("M", bound=BaseModel)
 

@@ -6,6 +6,8 @@ Each function takes the database (and Redis for the feed position) and returns J
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import re
 from typing import Any
 
@@ -150,19 +152,134 @@ def _order(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+async def _with_tickets(db: AsyncDatabase, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each order with its tickets ``[{id, seat | section, status}]`` (one query for the page)."""
+    by_order: dict[str, list[dict[str, Any]]] = {o["id"]: [] for o in orders}
+    if by_order:
+        async for t in db.tickets.find({"order_id": {"$in": list(by_order)}}, {"seat": 1, "section": 1, "status": 1,
+                                                                              "order_id": 1}).sort("_id", ASCENDING):
+            place = {"seat": t["seat"]} if t.get("seat") else {"section": t.get("section")}
+            by_order.setdefault(t["order_id"], []).append({"id": t["_id"], **place, "status": t.get("status")})
+    for o in orders:
+        o["tickets"] = sorted(by_order.get(o["id"], []), key=lambda t: t.get("seat") or "")
+    return orders
+
+
 async def my_orders(db: AsyncDatabase, buyer_id: str, page: int, page_size: int) -> dict[str, Any]:
     flt = {"buyer_id": buyer_id}
     total = await db.orders.count_documents(flt)
     cursor = db.orders.find(flt).sort([("created_at", DESCENDING), ("_id", ASCENDING)]) \
         .skip((page - 1) * page_size).limit(page_size)
-    items = [_order(d) async for d in cursor]
+    items = await _with_tickets(db, [_order(d) async for d in cursor])
     return {"items": items, "page": page, "page_size": page_size, "total": total}
 
 
 async def my_order(db: AsyncDatabase, buyer_id: str, order_id: str) -> dict[str, Any] | None:
     """One of the buyer's own orders; None for an unknown order and for another buyer's (the same 404)."""
     doc = await db.orders.find_one({"_id": order_id, "buyer_id": buyer_id})
-    return None if doc is None else _order(doc)
+    return None if doc is None else (await _with_tickets(db, [_order(doc)]))[0]
+
+
+# --- tickets ---------------------------------------------------------------------------------------
+def _ticket(doc: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]:
+    out = {"id": doc["_id"], "order_id": doc.get("order_id"), "event_id": doc.get("event_id"),
+           "status": doc.get("status"), "code": doc.get("code")}
+    out.update({"seat": doc["seat"]} if doc.get("seat") else {"section": doc.get("section")})
+    if doc.get("checked_in_at"):
+        out["checked_in_at"] = doc["checked_in_at"]
+    ev = event or {}
+    venue = ev.get("venue")
+    out["event"] = {"id": doc.get("event_id"), "title": ev.get("title"), "starts_at": ev.get("starts_at"),
+                    "venue": {"id": venue.get("id"), "name": venue.get("name"), "city": venue.get("city")}
+                    if venue else None}
+    return out
+
+
+async def my_tickets(db: AsyncDatabase, buyer_id: str, event_id: str | None, page: int,
+                     page_size: int) -> dict[str, Any]:
+    flt = {"buyer_id": buyer_id, **({"event_id": event_id} if event_id else {})}
+    total = await db.tickets.count_documents(flt)
+    docs = await db.tickets.find(flt).sort([("event_id", ASCENDING), ("seat", ASCENDING), ("_id", ASCENDING)]) \
+        .skip((page - 1) * page_size).limit(page_size).to_list(None)
+    ids = sorted({d.get("event_id") for d in docs})
+    events = {e["_id"]: e async for e in db.events.find({"_id": {"$in": ids}},
+                                                        {"title": 1, "starts_at": 1, "venue": 1})}
+    items = [_ticket(d, events.get(d.get("event_id"))) for d in docs]
+    return {"items": items, "page": page, "page_size": page_size, "total": total}
+
+
+async def my_ticket_code(db: AsyncDatabase, buyer_id: str, ticket_id: str) -> str | None:
+    """The code of one of the buyer's own tickets (None: unknown, or another buyer's: the same 404)."""
+    doc = await db.tickets.find_one({"_id": ticket_id, "buyer_id": buyer_id}, {"code": 1})
+    return doc.get("code") if doc else None
+
+
+ATTENDEE_COLUMNS = ("ticket_id", "order_id", "buyer_name", "buyer_email", "seat", "section", "status",
+                    "checked_in_at")
+
+
+async def attendees(db: AsyncDatabase, event_id: str, status: str | None, page: int | None,
+                    page_size: int | None) -> dict[str, Any]:
+    """The event's tickets with their buyers' names and emails (the users read model); every one when ``page`` is
+    None (the CSV export)."""
+    flt = {"event_id": event_id, **({"status": status} if status else {})}
+    total = await db.tickets.count_documents(flt)
+    cursor = db.tickets.find(flt).sort([("section", ASCENDING), ("seat", ASCENDING), ("_id", ASCENDING)])
+    if page is not None:
+        cursor = cursor.skip((page - 1) * page_size).limit(page_size)
+    docs = await cursor.to_list(None)
+    buyers = sorted({d.get("buyer_id") for d in docs})
+    users = {u["_id"]: u async for u in db.users.find({"_id": {"$in": buyers}}, {"name": 1, "email": 1})}
+    items = []
+    for d in docs:
+        u = users.get(d.get("buyer_id")) or {}
+        item = {"ticket_id": d["_id"], "order_id": d.get("order_id"), "buyer": {"name": u.get("name"),
+                                                                               "email": u.get("email")},
+                "status": d.get("status"), "checked_in_at": d.get("checked_in_at")}
+        item.update({"seat": d["seat"]} if d.get("seat") else {"section": d.get("section")})
+        items.append(item)
+    return {"items": items, "page": page or 1, "page_size": page_size or max(len(items), 1), "total": total}
+
+
+def attendees_csv(items: list[dict[str, Any]]) -> str:
+    """One header row and one row per ticket; the csv module quotes a field holding a comma, a quote or a newline."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(ATTENDEE_COLUMNS)
+    for a in items:
+        w.writerow([a["ticket_id"], a["order_id"], a["buyer"]["name"] or "", a["buyer"]["email"] or "",
+                    a.get("seat") or "", a.get("section") or "", a["status"], a.get("checked_in_at") or ""])
+    return out.getvalue()
+
+
+# --- the organizer's own -----------------------------------------------------------------------------
+async def organizer_events(db: AsyncDatabase, organizer_id: str, status: str | None, page: int,
+                           page_size: int) -> dict[str, Any]:
+    """The organizer's events, drafts included, soonest first."""
+    flt = {"organizer_id": organizer_id, "title": {"$exists": True}, **({"status": status} if status else {})}
+    total = await db.events.count_documents(flt)
+    cursor = db.events.find(flt, {"title": 1, "status": 1, "starts_at": 1, "venue": 1, "currency": 1,
+                                  "capacity": 1, "sold": 1, "held": 1, "available": 1}) \
+        .sort([("starts_at", ASCENDING), ("_id", ASCENDING)]).skip((page - 1) * page_size).limit(page_size)
+    items = []
+    async for d in cursor:
+        cap = d.get("capacity", 0)
+        items.append({"id": d["_id"], "title": d.get("title"), "status": d.get("status"),
+                      "starts_at": d.get("starts_at"), "currency": d.get("currency"),
+                      "venue": {"name": (d.get("venue") or {}).get("name"), "city": (d.get("venue") or {}).get("city")},
+                      "capacity": cap, "sold": d.get("sold", 0), "held": d.get("held", 0),
+                      "available": d.get("available", cap)})
+    return {"items": items, "page": page, "page_size": page_size, "total": total}
+
+
+async def organizer_venues(db: AsyncDatabase, organizer_id: str, page: int, page_size: int) -> dict[str, Any]:
+    flt = {"organizer_id": organizer_id}
+    total = await db.venues.count_documents(flt)
+    cursor = db.venues.find(flt, {"name": 1, "city": 1, "capacity": 1}).sort([("name", ASCENDING), ("_id", ASCENDING)]) \
+        .skip((page - 1) * page_size).limit(page_size)
+    items = [{"id": d["_id"], "name": d.get("name"), "city": d.get("city"), "capacity": d.get("capacity", 0)}
+             async for d in cursor]
+    return {"items": items, "page": page, "page_size": page_size, "total": total}
 
 
 def _entry(doc: dict[str, Any], position: int | None) -> dict[str, Any]:
@@ -219,6 +336,7 @@ async def organizer_stats(db: AsyncDatabase, event_id: str) -> dict[str, Any] | 
         "refunded": st.get("refunded", 0), "refunds_failed": st.get("refunds_failed", 0),
         "orders": orders, "cancellations": cancellations, "cancellation_rate": _ratio(cancellations, orders),
         "checked_in": st.get("checked_in", 0),
+        "tickets": st.get("tickets_issued", 0) - st.get("tickets_voided", 0),
         "sales_by_day": [{"date": day, "orders": v.get("orders", 0), "seats": v.get("seats", 0),
                           "revenue": v.get("revenue", 0), "refunded": v.get("refunded", 0),
                           "cancellations": v.get("cancellations", 0)}

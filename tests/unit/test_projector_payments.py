@@ -303,15 +303,36 @@ class FakeAsyncCollection:
     def __init__(self, docs: list[dict]) -> None:
         self.docs = docs
 
+    @staticmethod
+    def _match(d: dict, flt: dict) -> bool:
+        return all(d.get(k) in v["$in"] if isinstance(v, dict) else d.get(k) == v for k, v in flt.items())
+
     async def find_one(self, flt: dict, projection: Any = None) -> dict | None:
-        return next((d for d in self.docs if all(d.get(k) == v for k, v in flt.items())), None)
+        return next((d for d in self.docs if self._match(d, flt)), None)
+
+    def find(self, flt: dict, projection: Any = None) -> "FakeCursor":
+        return FakeCursor([d for d in self.docs if self._match(d, flt)])
+
+
+class FakeCursor:
+    def __init__(self, docs: list[dict]) -> None:
+        self.docs = docs
+
+    def sort(self, *_: Any) -> "FakeCursor":
+        return self
+
+    async def __aiter__(self):
+        for d in self.docs:
+            yield d
 
 
 def test_my_order_is_the_buyers_own_only():
     doc = order_document()
-    db = SimpleNamespace(orders=FakeAsyncCollection([doc]))
+    ticket = {"_id": "t1", "order_id": doc["_id"], "seat": "A-1-1", "section": "A", "status": "void"}
+    db = SimpleNamespace(orders=FakeAsyncCollection([doc]), tickets=FakeAsyncCollection([ticket]))
     mine = asyncio.run(views.my_order(db, "b1", doc["_id"]))
     assert mine["id"] == doc["_id"] and mine["refund"]["status"] == "succeeded"
+    assert mine["tickets"] == [{"id": "t1", "seat": "A-1-1", "status": "void"}]
     assert asyncio.run(views.my_order(db, "someone-else", doc["_id"])) is None
 
 
