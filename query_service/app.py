@@ -113,6 +113,14 @@ async def index(request: Request, _: PageQuery) -> Response:
                         headers={"Cache-Control": "no-cache"})
 
 
+@get("/organizer", "The organizer's dashboard page (HTML): sales, inventory and check-ins, live", ok="text/html",
+     tags=("page",), description="Open as `/organizer#token=<organizer access token>`: the fragment never reaches a "
+                                "server; the page keeps the token in the tab's session storage.")
+async def organizer_page(request: Request, _: NoQuery) -> Response:
+    return FileResponse(STATIC / "organizer.html", media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-cache"})
+
+
 @get("/health", "Health of MongoDB and Redis (503 names the failed one)", ok=Health, tags=("operations",))
 async def health(request: Request, _: NoQuery) -> Response:
     checks, ok = {}, True
