@@ -3,7 +3,8 @@
 The table is here, keyed by (service, method, path); ``test_the_table_covers_every_endpoint`` fails when an
 endpoint is added (or removed) without its row. Roles: anonymous, buyer (who owns the buyer-side resources),
 another buyer, organizer (who owns the event), another organizer, admin (made with the CLI) and a disabled
-buyer. (The ``scanner`` role arrives with check-in, issue 13: its column comes with it.)
+buyer, and a scanner (a door credential for the shared event, issue 14: it reaches that event's check-in endpoints
+and attendee list, and nothing else).
 Mutating endpoints get fresh resources for every role, so one role's success never changes another's answer."""
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ from tests.e2e.conftest import eventually
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
-ROLES = ("anonymous", "buyer", "other_buyer", "organizer", "other_organizer", "admin", "disabled")
+ROLES = ("anonymous", "buyer", "other_buyer", "organizer", "other_organizer", "admin", "disabled", "scanner")
 ALL = lambda status: (status,) * len(ROLES)  # noqa: E731
-SIGNED_IN = lambda ok: (401, ok, ok, ok, ok, ok, 401)  # noqa: E731
-BUYERS = lambda ok, other=None: (401, ok, other or ok, 403, 403, 403, 401)  # noqa: E731
-ADMINS = (401, 403, 403, 403, 403, 200, 401)
+SIGNED_IN = lambda ok: (401, ok, ok, ok, ok, ok, 401, ok)  # noqa: E731
+BUYERS = lambda ok, other=None: (401, ok, other or ok, 403, 403, 403, 401, 403)  # noqa: E731
+ADMINS = (401, 403, 403, 403, 403, 200, 401, 403)
+OWNER = lambda ok, admin=403, scanner=403: (401, 403, 403, ok, 403, admin, 401, scanner)  # noqa: E731
 
 
 @dataclass
@@ -84,6 +86,12 @@ class World:
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
+    def scanner(self) -> str:
+        """A fresh scanner token for the shared event."""
+        r = self.as_("organizer", "POST", f"/api/v1/events/{self.shared}/scanners", {"name": "door"})
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
     def sold_out(self) -> str:
         ev = self.event(seats=1)
         r = self.as_("other_buyer", "POST", "/api/v1/orders", {"hold_id": self.hold(ev, role="other_buyer")})
@@ -112,7 +120,7 @@ COMMAND: dict[tuple[str, str], Row] = {
     # The provider's signature decides, not a role: unsigned, 400 for everyone (signed: test_payment_webhook.py).
     ("POST", "/api/v1/payments/{provider}/webhook"): (lambda w, r: Setup({"provider": "devpay"}, {}), ALL(400)),
     ("POST", "/api/v1/auth/logout"): (
-        lambda w, r: Setup({}, token=w.login(w.users[r]["email"])["access_token"]
+        lambda w, r: Setup({}, token=w.scanner() if r == "scanner" else w.login(w.users[r]["email"])["access_token"]
                            if r not in ("anonymous", "disabled") else None), SIGNED_IN(204)),
     ("POST", "/api/v1/admin/users/{user_id}/role"): (
         lambda w, r: Setup({"user_id": w.register("buyer")["id"]}, {"role": "organizer"}), ADMINS),
@@ -120,29 +128,39 @@ COMMAND: dict[tuple[str, str], Row] = {
         lambda w, r: Setup({"user_id": w.register("buyer")["id"]}), ADMINS),
     ("POST", "/api/v1/venues"): (
         lambda w, r: Setup({}, {"name": "Hall", "city": "Porto", "sections": [
-            {"code": "GA", "name": "Floor", "kind": "ga", "capacity": 5}]}), (401, 403, 403, 201, 201, 403, 401)),
-    ("POST", "/api/v1/events"): (lambda w, r: Setup({}, event_body(w.venue())), (401, 403, 403, 201, 403, 403, 401)),
+            {"code": "GA", "name": "Floor", "kind": "ga", "capacity": 5}]}), (401, 403, 403, 201, 201, 403, 401, 403)),
+    ("POST", "/api/v1/events"): (lambda w, r: Setup({}, event_body(w.venue())), OWNER(201)),
     ("PATCH", "/api/v1/events/{event_id}"): (
-        lambda w, r: Setup({"event_id": w.event(publish=False)}, {"title": "New"}), (401, 403, 403, 200, 403, 403, 401)),
+        lambda w, r: Setup({"event_id": w.event(publish=False)}, {"title": "New"}), OWNER(200)),
     ("POST", "/api/v1/events/{event_id}/publish"): (
-        lambda w, r: Setup({"event_id": w.event(publish=False)}), (401, 403, 403, 200, 403, 403, 401)),
+        lambda w, r: Setup({"event_id": w.event(publish=False)}), OWNER(200)),
     ("POST", "/api/v1/events/{event_id}/promo-codes"): (
         lambda w, r: Setup({"event_id": w.event()}, {"code": "SAVE10", "percent_off": 10, "max_uses": 5}),
-        (401, 403, 403, 201, 403, 403, 401)),
+        OWNER(201)),
     ("POST", "/api/v1/events/{event_id}/cancel"): (
-        lambda w, r: Setup({"event_id": w.event()}), (401, 403, 403, 200, 403, 200, 401)),
+        lambda w, r: Setup({"event_id": w.event()}), OWNER(200, admin=200)),
     ("POST", "/api/v1/events/{event_id}/holds"): (
         lambda w, r: Setup({"event_id": w.event()}, {"seats": ["A-1-1"]}), BUYERS(201)),
     ("DELETE", "/api/v1/holds/{hold_id}"): (
         lambda w, r: Setup({"hold_id": w.hold(w.event())}), BUYERS(204, 404)),
     ("POST", "/api/v1/orders"): (lambda w, r: Setup({}, {"hold_id": w.hold(w.event())}), BUYERS(201, 404)),
     ("POST", "/api/v1/orders/{order_id}/cancel"): (
-        lambda w, r: Setup({"order_id": w.order()}), (401, 200, 404, 200, 404, 200, 401)),
+        lambda w, r: Setup({"order_id": w.order()}), (401, 200, 404, 200, 404, 200, 401, 404)),
     ("POST", "/api/v1/events/{event_id}/waitlist"): (
         lambda w, r: Setup({"event_id": w.sold_out()}, {"quantity": 1}), BUYERS(201)),
     ("DELETE", "/api/v1/waitlist/{entry_id}"): (
         lambda w, r: Setup({"entry_id": w.as_("buyer", "POST", f"/api/v1/events/{w.sold_out()}/waitlist",
                                               {"quantity": 1}).json()["id"]}), BUYERS(204, 404)),
+    ("POST", "/api/v1/events/{event_id}/scanners"): (lambda w, r: Setup({"event_id": w.shared}, {"name": "door"}),
+                                                     OWNER(201)),
+    # a code that is not a ticket: those allowed at the door get its refusal, the others no further than the role
+    ("POST", "/api/v1/events/{event_id}/checkins"): (
+        lambda w, r: Setup({"event_id": w.shared}, {"code": "not-a-ticket"}), OWNER(400, scanner=400)),
+    ("POST", "/api/v1/events/{event_id}/checkins/batch"): (
+        lambda w, r: Setup({"event_id": w.shared}, {"scans": [{"code": "x", "scanned_at": "2026-12-01T19:00:00Z"}]}),
+        OWNER(200, scanner=200)),
+    ("GET", "/api/v1/events/{event_id}/checkin-key"): (
+        lambda w, r: Setup({"event_id": w.shared}), OWNER(200, scanner=200)),
     ("GET", "/health"): (lambda w, r: Setup({}), ALL(200)),
     ("GET", "/metrics"): (lambda w, r: Setup({}), ALL(200)),
     ("GET", "/openapi.json"): (lambda w, r: Setup({}), ALL(200)),
@@ -165,7 +183,16 @@ QUERY: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/me/notifications/stream"): (NONE, BUYERS(200)),
     ("GET", "/api/v1/me/orders"): (NONE, BUYERS(200)),
     ("GET", "/api/v1/me/waitlist"): (NONE, BUYERS(200)),
-    ("GET", "/api/v1/organizer/events/{event_id}/stats"): (SHARED, (401, 403, 403, 200, 403, 200, 401)),
+    ("GET", "/api/v1/organizer/events/{event_id}/stats"): (SHARED, OWNER(200, admin=200)),
+    ("GET", "/api/v1/organizer/events/{event_id}/attendees"): (SHARED, OWNER(200, admin=200, scanner=200)),
+    ("GET", "/api/v1/organizer/events/{event_id}/stream"): (SHARED, OWNER(200, admin=200)),
+    ("GET", "/api/v1/organizer/events"): (NONE, (401, 403, 403, 200, 200, 403, 401, 403)),
+    ("GET", "/api/v1/organizer/venues"): (NONE, (401, 403, 403, 200, 200, 403, 401, 403)),
+    ("GET", "/organizer"): (NONE, ALL(200)),
+    ("GET", "/api/v1/me/orders/{order_id}"): (lambda w, r: Setup({"order_id": w.my_order}), BUYERS(200, 404)),
+    ("GET", "/api/v1/me/tickets"): (NONE, BUYERS(200)),
+    ("GET", "/api/v1/me/tickets/{ticket_id}/qr.svg"): (lambda w, r: Setup({"ticket_id": w.ticket}), BUYERS(200, 404)),
+    ("GET", "/api/v1/me/tickets/{ticket_id}/qr.png"): (lambda w, r: Setup({"ticket_id": w.ticket}), BUYERS(200, 404)),
     ("GET", "/api/v1/admin/users"): (NONE, ADMINS),
     ("GET", "/api/v1/admin/analytics"): (NONE, ADMINS),
 }
@@ -194,6 +221,16 @@ def world(settings) -> World:
     token = {"Authorization": f"Bearer {w.users['disabled']['access_token']}"}
     eventually(lambda: q.get("/api/v1/me/orders", headers=token).status_code == 401, timeout=10)
     w.shared = w.event()
+    w.users["scanner"] = {"access_token": w.scanner()}
+    free = w.venue()
+    r = w.as_("organizer", "POST", "/api/v1/events", {**event_body(free), "prices": {"A": 0}})
+    w.as_("organizer", "POST", f"/api/v1/events/{r.json()['id']}/publish")
+    order = w.as_("buyer", "POST", "/api/v1/orders", {"hold_id": w.hold(r.json()["id"])}).json()
+    assert order["status"] == "confirmed", order  # a free order: its tickets at once
+    w.my_order = order["id"]
+    buyer = {"Authorization": f"Bearer {w.users['buyer']['access_token']}"}
+    w.ticket = eventually(lambda: (q.get("/api/v1/me/tickets", headers=buyer).json().get("items") or [{}])[0]
+                          .get("id"), timeout=60)
     eventually(lambda: q.get(f"/api/v1/events/{w.shared}/seats").status_code == 200
                and q.get(f"/api/v1/organizer/events/{w.shared}/stats",
                          headers={"Authorization": f"Bearer {w.users['organizer']['access_token']}"}).status_code == 200,
