@@ -97,6 +97,9 @@ async def checkout(cmd: commands.Checkout, svc: Services) -> tuple[Order, bool]:
     payment = await svc.payments.create_payment(
         order_id=order_id, amount=discount_total, currency=hold.currency,
         description=f"Evently order {order_id}", return_url=svc.settings.payment_return_url.format(order_id=order_id))
+    if payment.status != P.PENDING:  # the same hold and amount checked out before and that payment was given up
+        raise errors.InvalidState("this hold's earlier payment was cancelled; hold the seats again",
+                                  {"payment_status": payment.status})
     window = timedelta(seconds=svc.settings.payment_window_seconds)
     # 2. PostgreSQL: the hold becomes a pending_payment order; its seats stay held for the window
     try:
@@ -117,7 +120,7 @@ async def checkout(cmd: commands.Checkout, svc: Services) -> tuple[Order, bool]:
             await _waitlist_converted(uow, converted)
             await uow.commit()
     except errors.DomainError:
-        # nobody can pay it: the buyer never saw its page (best effort; a repeated checkout reuses it)
+        # nobody can pay it: the buyer never saw its page (best effort; an unused pending payment harms nobody)
         await _best_effort_cancel(svc, payment.id)
         raise
     metrics.ORDERS.labels("seated" if order.seats else "ga").inc()
