@@ -92,7 +92,13 @@ async def checkout(cmd: commands.Checkout, svc: Services) -> tuple[Order, bool]:
             promo = await uow.repo.find_promo_code(hold.event_id, cmd.promo_code)
         discount_total -= _check_promo(promo, hold, cmd.promo_code).discount(hold.total)
     if discount_total == 0:
-        return await _confirm_free(cmd, svc, order_id), True
+        try:
+            return await _confirm_free(cmd, svc, order_id), True
+        except errors.DomainError:
+            placed = await _placed_meanwhile(svc, hold.id)
+            if placed is None:
+                raise
+            return placed, False
     # 1. the provider (outside any transaction): down means 503 and the hold is untouched
     payment = await svc.payments.create_payment(
         order_id=order_id, amount=discount_total, currency=hold.currency,
@@ -120,11 +126,21 @@ async def checkout(cmd: commands.Checkout, svc: Services) -> tuple[Order, bool]:
             await _waitlist_converted(uow, converted)
             await uow.commit()
     except errors.DomainError:
+        placed = await _placed_meanwhile(svc, hold.id)
+        if placed is not None:  # the same checkout, sent twice at once: the other one placed it (same payment)
+            return placed, False
         # nobody can pay it: the buyer never saw its page (best effort; an unused pending payment harms nobody)
         await _best_effort_cancel(svc, payment.id)
         raise
     metrics.ORDERS.labels("seated" if order.seats else "ga").inc()
     return order, True
+
+
+async def _placed_meanwhile(svc: Services, hold_id: str) -> Order | None:
+    """The order a concurrent request for the same hold placed while this one was on its way, if any."""
+    async with svc.uow() as uow:
+        _, existing = await uow.repo.checkout_context(hold_id)
+        return (await uow.repo.get_order(existing))[0] if existing else None
 
 
 async def _confirm_free(cmd: commands.Checkout, svc: Services, order_id: str) -> Order:
@@ -405,7 +421,10 @@ async def reconcile_payments(svc: Services, limit: int = 50) -> int:
         ids = await uow.repo.claim_reconciliations(limit, RECONCILE_RETRY_S)
         await uow.commit()
     for order_id in ids:
-        await reconcile_order(svc, order_id)
+        try:  # one order the provider cannot answer for does not hold back the others of the batch
+            await reconcile_order(svc, order_id)
+        except Exception as exc:  # noqa: BLE001 - it is claimed again after RECONCILE_RETRY_S
+            log.error("reconcile_failed", order_id=order_id, error=repr(exc)[:300])
     return len(ids)
 
 
@@ -445,5 +464,8 @@ async def retry_refunds(svc: Services, limit: int = 50) -> int:
         ids = await uow.repo.claim_refunds(limit, REFUND_RETRY_S)
         await uow.commit()
     for order_id in ids:
-        await request_refund(svc, order_id)
+        try:
+            await request_refund(svc, order_id)
+        except Exception as exc:  # noqa: BLE001 - it is claimed again after REFUND_RETRY_S
+            log.error("refund_retry_failed", order_id=order_id, error=repr(exc)[:300])
     return len(ids)

@@ -6,6 +6,9 @@ from typing import Any
 
 import httpx
 
+from common.settings import Settings
+from tests.paying import pay as pay_order
+
 
 class Api:
     def __init__(self, base_url: str) -> None:
@@ -48,8 +51,13 @@ class Api:
         body = {"seats": seats} if seats else {"section": section, "quantity": quantity}
         return self.call("POST", f"/api/v1/events/{event_id}/holds", buyer, json=body)
 
-    def order(self, buyer: str, hold_id: str) -> dict[str, Any]:
-        return self.call("POST", "/api/v1/orders", buyer, json={"hold_id": hold_id})
+    def order(self, buyer: str, hold_id: str, *, pay: bool = True) -> dict[str, Any]:
+        """Check the hold out; ``pay``: and pay a paid order at the stack's devpay (tests/paying.py), returning it
+        once confirmed."""
+        order = self.call("POST", "/api/v1/orders", buyer, json={"hold_id": hold_id})
+        if not pay:
+            return order
+        return pay_order(Settings(), order, lambda: self.call("POST", "/api/v1/orders", buyer, json={"hold_id": hold_id}))
 
     def release(self, buyer: str, hold_id: str) -> None:
         self.call("DELETE", f"/api/v1/holds/{hold_id}", buyer)

@@ -23,6 +23,7 @@ from common.auth import encode_token
 from common.settings import Settings
 from command_service import migrate
 from command_service.entrypoints.app import create_app
+from tests.paying import apay
 
 T = TypeVar("T")
 
@@ -135,8 +136,17 @@ class Api:
     async def hold(self, token: str, event_id: str, **body: Any) -> Response:
         return await self.call("POST", f"/api/v1/events/{event_id}/holds", token, json=body)
 
-    async def checkout(self, token: str, hold_id: str) -> Response:
-        return await self.call("POST", "/api/v1/orders", token, json={"hold_id": hold_id})
+    async def checkout(self, token: str, hold_id: str, *, pay: bool = True, promo_code: str | None = None) -> Response:
+        """Check the hold out; ``pay``: and pay a paid order at devpay (tests/paying.py), answering the first
+        response's status with the order as it is once paid (confirmed)."""
+        body = {"hold_id": hold_id, **({"promo_code": promo_code} if promo_code else {})}
+        r = await self.call("POST", "/api/v1/orders", token, json=body)
+        if not pay or r.status != 201:
+            return r
+
+        async def current() -> dict[str, Any]:
+            return (await self.call("POST", "/api/v1/orders", token, json={"hold_id": hold_id})).body
+        return Response(r.status, await apay(self.settings, r.body, current), r.headers)
 
 
 def seated(code: str = "A", rows: int = 1, seats: int = 10) -> dict[str, Any]:
