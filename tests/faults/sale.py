@@ -29,6 +29,8 @@ from typing import Any
 
 import httpx
 
+from common.settings import Settings
+
 CLIENT_TIMEOUT_S = 10.0
 TRANSPORT_RETRIES = 5
 OK = {200, 201, 204}
@@ -40,7 +42,9 @@ class Answers:
     counts: collections.Counter = field(default_factory=collections.Counter)
     violations: list[str] = field(default_factory=list)
     transport_retries: int = 0
-    orders: dict[str, str] = field(default_factory=dict)  # order id -> "confirmed" | "cancelled" (as answered)
+    # order id -> what the client knows: "paid" (201, then devpay captured its payment: the system owes a confirmed
+    # order), "pending_payment" (201, but the capture got no answer), "confirmed" (a free order), "cancelled" (200)
+    orders: dict[str, str] = field(default_factory=dict)
     cancel_asked: set[str] = field(default_factory=set)   # orders whose cancel was sent (answered or not)
     order_times: list[float] = field(default_factory=list)  # monotonic time of each 201 order
 
@@ -60,8 +64,21 @@ class Answers:
 
 
 class Client:
-    def __init__(self, http: httpx.AsyncClient, answers: Answers, token: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, answers: Answers, token: str,
+                 devpay: httpx.AsyncClient | None = None) -> None:
         self.http, self.answers, self.headers = http, answers, {"Authorization": f"Bearer {token}"}
+        self.devpay = devpay
+
+    async def pay(self, order: dict[str, Any]) -> str:
+        """What the buyer's Pay button does, at the stack's devpay: "paid" once devpay says so."""
+        if order.get("status") != "pending_payment":
+            return order.get("status", "confirmed")
+        try:
+            r = await self.devpay.post(f"/v1/payments/{order['payment']['id']}/capture")
+        except httpx.TransportError:
+            return "pending_payment"
+        self.answers.counts[f"devpay capture {r.status_code}"] += 1
+        return "paid" if r.status_code == 200 else "pending_payment"
 
     async def call(self, method: str, path: str, body: Any = None) -> httpx.Response | None:
         key = uuid.uuid4().hex
@@ -107,8 +124,9 @@ async def buyer(client: Client, events: list[SaleEvent], stop: asyncio.Event, rn
                     o = await client.call("POST", "/api/v1/orders", {"hold_id": hold["id"]})
                     if o is not None and o.status_code == 201:
                         order = o.json()
-                        client.answers.orders[order["id"]] = "confirmed"
+                        client.answers.orders[order["id"]] = order["status"]
                         client.answers.order_times.append(time.monotonic())
+                        client.answers.orders[order["id"]] = await client.pay(order)
                         if rng.random() < 0.4:  # seats come back, so the sale never sells out
                             client.answers.cancel_asked.add(order["id"])
                             c = await client.call("POST", f"/api/v1/orders/{order['id']}/cancel")
@@ -239,10 +257,13 @@ class Sale:
     async def _main(self) -> None:
         self._stop, self._buyers_stop = asyncio.Event(), asyncio.Event()
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        s = Settings()
         async with httpx.AsyncClient(base_url=self.command_url, timeout=CLIENT_TIMEOUT_S, limits=limits) as cmd, \
-                httpx.AsyncClient(base_url=self.query_url, timeout=CLIENT_TIMEOUT_S, limits=limits) as qry:
+                httpx.AsyncClient(base_url=self.query_url, timeout=CLIENT_TIMEOUT_S, limits=limits) as qry, \
+                httpx.AsyncClient(base_url=s.devpay_url, timeout=CLIENT_TIMEOUT_S, limits=limits,
+                                  headers={"Authorization": f"Bearer {s.devpay_api_key}"}) as devpay:
             watchers = [asyncio.create_task(watch(qry, w, self._stop)) for w in self.watchers]
-            buyers = [asyncio.create_task(buyer(Client(cmd, self.answers, t), self.events, self._buyers_stop,
+            buyers = [asyncio.create_task(buyer(Client(cmd, self.answers, t, devpay), self.events, self._buyers_stop,
                                                 random.Random(self.seed * 1000 + i)))
                       for i, t in enumerate(self.tokens)]
             self._started.set()
