@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from common.settings import get_settings
+from common.settings import Settings, get_settings
 
 PASSWORD = "demo passphrase"
 
@@ -61,13 +61,18 @@ def main() -> int:
         call("POST", f"/api/v1/events/{ev['id']}/publish", org)
         events.append(ev)
     hold = call("POST", f"/api/v1/events/{events[0]['id']}/holds", buyer, json={"seats": ["A-1-7", "A-1-8"]})
-    call("POST", "/api/v1/orders", buyer, json={"hold_id": hold["id"]})
+    order = call("POST", "/api/v1/orders", buyer, json={"hold_id": hold["id"]})  # pending_payment: pay at devpay
+    s = Settings()
+    httpx.post(f"{s.devpay_url}/v1/payments/{order['payment']['id']}/capture",
+               headers={"Authorization": f"Bearer {s.devpay_api_key}"}, timeout=10).raise_for_status()
     call("POST", f"/api/v1/events/{events[0]['id']}/holds", buyer, json={"seats": ["A-2-7", "A-2-8"]})
     print(f"""
 demo ready ({tag}):
   seat map, live:   {query}/?event={events[0]['id']}
                     {query}/?event={events[1]['id']}
+  organizer's dashboard: {query}/organizer#token={org}
   API docs:         {command}/docs (writes)   {query}/docs (reads)
+  mail inbox:       http://127.0.0.1:8025/ (Mailpit)
   organizer:        {users['organizer'][0]} / {PASSWORD}
   buyer:            {users['buyer'][0]} / {PASSWORD}
   organizer token:  {org}
