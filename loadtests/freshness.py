@@ -4,7 +4,9 @@
 
 Sets up its own organizer, venue, on-sale event and buyers through the command API (loopback only),
 then runs a steady open-loop load for ``--duration`` seconds: ``--rate`` times a second a buyer holds
-the next free seat and checks it out (two PostgreSQL commits per operation; at most ``--max-ops``).
+the next free seat and checks it out (two PostgreSQL commits per operation; at most ``--max-ops``). The event is
+free, so the checkout itself confirms the order and sells the seat: this measures the CDC pipeline, not payments (a
+paid seat becomes sold when the provider's webhook confirms its order; loadtests/bench_orders.py measures that).
 For every commit it takes the moment the HTTP response arrived as the commit time (the commit happens
 just before the response is written, so this slightly UNDER-states latency; ``occurred_at``, stamped
 before the transaction, would over-state it).
@@ -71,7 +73,7 @@ async def setup(s: aiohttp.ClientSession, args: argparse.Namespace, seats_needed
     assert st == 201, venue
     st, ev, _ = await call(s, "POST", "/api/v1/events", org, json={
         "venue_id": venue["id"], "title": "Freshness run", "category": "bench", "starts_at": "2027-01-01T20:00:00Z",
-        "currency": "EUR", "prices": {"F": 1000}})
+        "currency": "EUR", "prices": {"F": 0}})  # free: a checkout sells the seat in its own commit
     assert st == 201, ev
     st, body, _ = await call(s, "POST", f"/api/v1/events/{ev['id']}/publish", org)
     assert st == 200, body
