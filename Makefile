@@ -59,6 +59,13 @@ test-faults: venv
 	@$(PY) -m infra.stack exec -- $(PY) -m pytest $(PYTEST_ARGS) tests/faults $(if $(K),-k $(K)); rc=$$?; \
 	  $(PY) -m tests.faults.report --last $(if $(K),1,10) || true; exit $$rc
 
+# Orders/s with and without payment on the running stack, side by side in one run (loadtests/bench_orders.py
+# --mode both: free orders, then hold + checkout + devpay capture + webhook; CPU per order of the command service,
+# devpay and PostgreSQL). Loads both cores for about 2 x the duration plus set-up. make bench [BENCH_ARGS="..."]
+BENCH_ARGS ?= --duration 20 --concurrency 48
+bench: venv
+	@$(PY) -m infra.stack exec -- $(PY) loadtests/bench_orders.py --mode both $(BENCH_ARGS)
+
 # Pure unit tests only: no stack needed.
 test-unit: venv
 	@$(PY) -m pytest $(PYTEST_ARGS) tests/unit
