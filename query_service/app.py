@@ -121,6 +121,14 @@ async def organizer_page(request: Request, _: NoQuery) -> Response:
                         headers={"Cache-Control": "no-cache"})
 
 
+@get("/tickets", "The buyer's tickets page (HTML): each ticket with its QR code", ok="text/html", tags=("page",),
+     description="Open as `/tickets#token=<buyer access token>` (or after signing in on the seat-map page, which "
+                 "keeps the token in the tab's session storage).")
+async def tickets_page(request: Request, _: NoQuery) -> Response:
+    return FileResponse(STATIC / "tickets.html", media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-cache"})
+
+
 @get("/health", "Health of MongoDB and Redis (503 names the failed one)", ok=Health, tags=("operations",))
 async def health(request: Request, _: NoQuery) -> Response:
     checks, ok = {}, True

@@ -51,3 +51,36 @@ def test_the_dashboard_shows_sales_and_a_scan_moves_the_check_in_count(browser_t
     finally:
         page.close()
         q.close()
+
+
+def test_the_buyer_sees_each_ticket_with_its_qr_code(browser_tools, api, query_url, tmp_path):
+    _, organizer = api.user("organizer")
+    venue = api.call("POST", "/api/v1/venues", organizer, json={"name": "QR Hall", "city": "Faro", "sections": [
+        {"code": "A", "name": "Stalls", "kind": "seated", "rows": [{"label": "1", "seats": 5}]},
+        {"code": "GA", "name": "Floor", "kind": "ga", "capacity": 5}]})
+    ev = api.call("POST", "/api/v1/events", organizer, json={
+        "venue_id": venue["id"], "title": f"QR {uuid.uuid4().hex[:6]}", "category": "music",
+        "starts_at": "2030-05-01T20:00:00Z", "currency": "EUR", "prices": {"A": 1500, "GA": 0}})
+    api.call("POST", f"/api/v1/events/{ev['id']}/publish", organizer)
+    _, buyer = api.user("buyer")
+    paid = api.order(buyer, api.hold(buyer, ev["id"], ["A-1-2"])["id"])  # paid at devpay
+    free = api.order(buyer, api.hold(buyer, ev["id"], section="GA", quantity=1)["id"])
+    assert paid["status"] == free["status"] == "confirmed"
+    q = httpx.Client(base_url=query_url, timeout=10)
+
+    def issued():
+        r = q.get("/api/v1/me/tickets", headers={"Authorization": f"Bearer {buyer}"})
+        return r.json()["items"] if r.status_code == 200 and r.json()["total"] == 2 else None
+    tickets = eventually(issued)
+    q.close()
+    page = SeatMapPage(f"{query_url}/tickets#token={buyer}", tmp_path)
+    try:
+        page.ready()
+        for t in tickets:
+            page.wait_attr(f'[data-ticket="{t["id"]}"]', "data-qr", "loaded")  # its QR image drew
+            page.wait_attr(f'[data-ticket="{t["id"]}"]', "data-status", "valid")
+        assert page.eval("[...document.querySelectorAll('.ticket .place')].map(e => e.textContent).sort()") == [
+            "A-1-2", "GA (general admission)"]
+        assert page.eval("document.querySelector('.ticket img').naturalWidth") > 50
+    finally:
+        page.close()
