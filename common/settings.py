@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     # Tickets (issue 14): the secrets that encrypt each event's signing key at rest, comma-separated; the first
     # encrypts, all decrypt (rotation: command_service/adapters/ticket_keys.py). The local stack makes one.
     ticket_key_secrets: str = ""
+    # where browsers reach the command service (the seat-map page holds and checks out there)
+    command_public_url: str = f"http://{LOCAL_HOST}:{LOCAL_PORTS['command']}"
     # browser origins that may call the command service (the seat-map page is served by the query service)
     cors_origins: list[str] = [f"http://{LOCAL_HOST}:{LOCAL_PORTS['query']}", f"http://localhost:{LOCAL_PORTS['query']}"]
     # devpay, the local payment provider (infra/devpay/): its own process; the same key and secret on both sides

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import html
 import os
 import re
 import shutil
@@ -109,8 +110,13 @@ async def _found(response: Response | None, what: str = "no such event") -> Resp
 # --- pages and operations ----------------------------------------------------------------------------
 @get("/", "The live seat-map page (HTML)", ok="text/html", query=PageQuery, errors=(400,), tags=("page",))
 async def index(request: Request, _: PageQuery) -> Response:
-    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
-                        headers={"Cache-Control": "no-cache"})
+    return HTMLResponse(_index_page(request.app.state.settings.command_public_url), headers={"Cache-Control": "no-cache"})
+
+
+@functools.cache
+def _index_page(command_url: str) -> str:
+    """The page, told where the command service is (it holds and checks out there: CORS allows this origin)."""
+    return (STATIC / "index.html").read_text().replace("__EVENTLY_COMMAND_URL__", html.escape(command_url, quote=True))
 
 
 @get("/organizer", "The organizer's dashboard page (HTML): sales, inventory and check-ins, live", ok="text/html",

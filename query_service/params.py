@@ -133,6 +133,10 @@ class NoQuery(Query):
 
 class PageQuery(Query):
     event: Text(100, "the event to open (read by the page's script)") = None
+    # the payment provider's page sends the buyer back with these (the page follows that order until it is settled)
+    order: Text(100, "an order to follow until its payment is settled (read by the page's script)") = None
+    payment_id: Text(200, "the provider's payment id (sent back by the provider's page; not used)") = None
+    status: Text(40, "the provider's payment status (sent back by the provider's page; not used)") = None
 
 
 class Paging(Query):
