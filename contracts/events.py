@@ -280,6 +280,12 @@ class OrderPaymentFailed(_Open):
     order: Order
 
 
+class OrderPaymentSettled(_Open):
+    """The payment of an order that no longer waited for it (cancelled, or failed earlier) settled: its
+    ``payment.status`` is now final (new version). A success there comes as RefundUpdated instead (money goes back)."""
+    order: Order
+
+
 class RefundUpdated(_Open):
     """A refund changed state (``order.refund``: pending -> succeeded | failed); the whole order, new version."""
     order: Order
@@ -353,7 +359,7 @@ class PromoCodeCreated(_Open):
 
 DATA_MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (
     UserRegistered, UserUpdated, VenueCreated, EventCreated, EventUpdated, EventPublished, EventCancelled, SeatsHeld, SeatsReleased,
-    OrderPlaced, OrderConfirmed, OrderCancelled, OrderPaymentFailed, RefundUpdated, TicketsIssued, TicketsVoided,
+    OrderPlaced, OrderConfirmed, OrderCancelled, OrderPaymentFailed, OrderPaymentSettled, RefundUpdated, TicketsIssued, TicketsVoided,
     TicketCheckedIn, WaitlistJoined, WaitlistOffered, OfferExpired, WaitlistConverted, WaitlistLeft,
     PromoCodeCreated)}
 # Kafka topic per aggregate type: evently.<aggregatetype> (Debezium outbox router). Everything about one event

@@ -32,7 +32,8 @@ RELEASE_PRIOR = {"expired": "held", "cancelled": "held", "order_cancelled": "sol
                  "payment_expired": "held"}
 INVENTORY_TYPES = {"SeatsHeld", "SeatsReleased", "OrderConfirmed"}
 # Every state of an order (the orders read model); OrderPlaced and OrderPaymentFailed move no inventory and no money.
-ORDER_TYPES = frozenset({"OrderPlaced", "OrderConfirmed", "OrderPaymentFailed", "OrderCancelled", "RefundUpdated"})
+ORDER_TYPES = frozenset({"OrderPlaced", "OrderConfirmed", "OrderPaymentFailed", "OrderPaymentSettled", "OrderCancelled",
+                         "RefundUpdated"})
 # Tickets (issue 14): the tickets read model, and the event's ticket counts (issued, voided, checked in).
 TICKET_TYPES = frozenset({"TicketsIssued", "TicketsVoided", "TicketCheckedIn"})
 # What the event counters fold besides inventory: the stats of cancellations, refunds and tickets.

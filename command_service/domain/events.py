@@ -135,6 +135,10 @@ class OrderPaymentFailed(_OrderChange):
     """The payment failed or was cancelled; the inventory comes back in a SeatsReleased of the same transaction."""
 
 
+class OrderPaymentSettled(_OrderChange):
+    """The payment of an order that no longer waited for it settled (its final status, a new version)."""
+
+
 class RefundUpdated(_OrderChange):
     """The order's refund settled (succeeded or failed)."""
 

@@ -31,7 +31,8 @@ import structlog
 from command_service import metrics
 from command_service.adapters.payments import Payment, ProviderRefused, WebhookEvent
 from command_service.domain import commands, errors
-from command_service.domain.events import (OrderCancelled, OrderConfirmed, OrderPaymentFailed, OrderPlaced,
+from command_service.domain.events import (OrderCancelled, OrderConfirmed, OrderPaymentFailed, OrderPaymentSettled,
+                                           OrderPlaced,
                                            RefundUpdated, SeatsHeld, SeatsReleased, WaitlistConverted)
 from command_service.domain.model import (SEATS_UNAVAILABLE, Hold, InventoryChange, Order, OrderPayment, PromoCode,
                                           require_role, utcnow)
@@ -229,8 +230,7 @@ async def apply_payment(uow: UnitOfWork, svc: Services, order: Order, status: st
         await uow.repo.add_refund(settled, first_attempt_in_s=INLINE_REFUND_CLAIM_S)
         after.refunds.append(order.id)
     await uow.repo.save_order(settled)
-    if settled.refund:
-        uow.emit(RefundUpdated.of(settled))
+    uow.emit(RefundUpdated.of(settled) if settled.refund else OrderPaymentSettled.of(settled))  # every version is told
     return settled
 
 
