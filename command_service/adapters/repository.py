@@ -570,6 +570,13 @@ class Repository:
              *(() if reconcile_now else (reconcile_at,)), o.id))
 
     # --- an order's inventory (the order row is locked first) -------------------------------
+    async def _move_ga(self, o: Order, change: str, guard: str) -> InventoryChange:
+        """The order's GA places: one conditional counter update (``change`` if ``guard`` holds, else nothing)."""
+        return _ga(await self._execute(
+            f"UPDATE ga_sections g SET {change}, version = g.version + 1 WHERE g.event_id = %(event)s "
+            f"AND g.section = %(section)s AND {guard} " + GA_STATE,
+            {"n": o.quantity, "event": o.event_id, "section": o.section}))
+
     async def sell_held(self, o: Order) -> InventoryChange:
         """The order's seats, held by its hold, become sold; or its GA places move from held to sold."""
         if o.seats:
@@ -578,10 +585,7 @@ class Repository:
                 "AND s.seat_id = ANY(%s) AND s.hold_id = %s AND s.status = 'held' " + SEAT_CHANGE,
                 (o.id, o.event_id, list(o.seats), o.hold_id))
             return _seats(rows)
-        return _ga(await self._execute(
-            "UPDATE ga_sections g SET held = g.held - %(n)s, sold = g.sold + %(n)s, version = g.version + 1 "
-            "WHERE g.event_id = %(event)s AND g.section = %(section)s AND g.held >= %(n)s " + GA_STATE,
-            {"n": o.quantity, "event": o.event_id, "section": o.section}))
+        return await self._move_ga(o, "held = g.held - %(n)s, sold = g.sold + %(n)s", "g.held >= %(n)s")
 
     async def release_held(self, o: Order) -> InventoryChange:
         """The order's seats or GA places, still held for its payment, go back on sale."""
@@ -590,10 +594,7 @@ class Repository:
                 "UPDATE seats s SET status = 'available', hold_id = NULL, version = s.version + 1 "
                 "WHERE s.event_id = %s AND s.seat_id = ANY(%s) AND s.hold_id = %s AND s.status = 'held' " + SEAT_CHANGE,
                 (o.event_id, list(o.seats), o.hold_id)))
-        return _ga(await self._execute(
-            "UPDATE ga_sections g SET held = g.held - %(n)s, version = g.version + 1 WHERE g.event_id = %(event)s "
-            "AND g.section = %(section)s AND g.held >= %(n)s " + GA_STATE,
-            {"n": o.quantity, "event": o.event_id, "section": o.section}))
+        return await self._move_ga(o, "held = g.held - %(n)s", "g.held >= %(n)s")
 
     async def release_sold(self, o: Order) -> InventoryChange:
         """A cancelled confirmed order's seats or GA places go back on sale."""
@@ -602,19 +603,13 @@ class Repository:
                 "UPDATE seats s SET status = 'available', hold_id = NULL, order_id = NULL, version = s.version + 1 "
                 "WHERE s.event_id = %s AND s.seat_id = ANY(%s) AND s.order_id = %s AND s.status = 'sold' "
                 + SEAT_CHANGE, (o.event_id, list(o.seats), o.id)))
-        return _ga(await self._execute(
-            "UPDATE ga_sections g SET sold = g.sold - %(n)s, version = g.version + 1 WHERE g.event_id = %(event)s "
-            "AND g.section = %(section)s AND g.sold >= %(n)s " + GA_STATE,
-            {"n": o.quantity, "event": o.event_id, "section": o.section}))
+        return await self._move_ga(o, "sold = g.sold - %(n)s", "g.sold >= %(n)s")
 
     async def retake(self, o: Order) -> InventoryChange:
         """A payment that succeeded after its window: hold the order's seats again for its hold, all of them or
         none (a savepoint undoes a partial take); GA places if they still fit. Empty change: not all free."""
         if not o.seats:
-            return _ga(await self._execute(
-                "UPDATE ga_sections g SET held = g.held + %(n)s, version = g.version + 1 WHERE g.event_id = %(event)s "
-                "AND g.section = %(section)s AND g.held + g.sold + %(n)s <= g.capacity " + GA_STATE,
-                {"n": o.quantity, "event": o.event_id, "section": o.section}))
+            return await self._move_ga(o, "held = g.held + %(n)s", "g.held + g.sold + %(n)s <= g.capacity")
         self.queue("SAVEPOINT retake")
         change = _seats(await self._execute(
             "UPDATE seats s SET status = 'held', hold_id = %s, version = s.version + 1 WHERE s.event_id = %s "

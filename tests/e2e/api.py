@@ -31,14 +31,17 @@ class Api:
         return body["id"], tok["access_token"]
 
     def event(self, organizer: str, *, rows: int = 3, seats_per_row: int = 10, ga: int = 50, city: str = "Lisbon",
-              title: str | None = None, publish: bool = True, currency: str = "EUR") -> dict[str, Any]:
+              title: str | None = None, publish: bool = True, currency: str = "EUR",
+              prices: dict[str, int] | None = None) -> dict[str, Any]:
+        """A venue (section A: ``rows`` x ``seats_per_row``; GA of ``ga`` places unless 0) and an event there,
+        priced by ``prices`` (default A 5000, GA 2000; price 0: free orders, confirmed at checkout)."""
         sections = [{"code": "A", "name": "Stalls", "kind": "seated",
                      "rows": [{"label": str(i + 1), "seats": seats_per_row} for i in range(rows)]}]
         if ga:
             sections.append({"code": "GA", "name": "Standing", "kind": "ga", "capacity": ga})
         venue = self.call("POST", "/api/v1/venues", organizer,
                           json={"name": "Hall " + uuid.uuid4().hex[:6], "city": city, "sections": sections})
-        prices = {"A": 5000, **({"GA": 2000} if ga else {})}
+        prices = prices or {"A": 5000, **({"GA": 2000} if ga else {})}
         ev = self.call("POST", "/api/v1/events", organizer, json={
             "venue_id": venue["id"], "title": title or f"Show {uuid.uuid4().hex[:8]}", "category": "music",
             "starts_at": "2027-03-01T20:00:00Z", "currency": currency, "prices": prices})

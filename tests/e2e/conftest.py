@@ -73,6 +73,13 @@ def api(settings: Settings):
     return Api(f"http://{settings.command_host}:{settings.command_port}")
 
 
+@pytest.fixture(scope="module")
+def q(settings: Settings):
+    """A client of the query service."""
+    with httpx.Client(base_url=f"http://{settings.query_host}:{settings.query_port}", timeout=10) as client:
+        yield client
+
+
 @pytest.fixture(scope="session")
 def organizer(api) -> tuple[str, str]:
     return api.user("organizer")

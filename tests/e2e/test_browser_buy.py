@@ -3,8 +3,6 @@ devpay's hosted page, come back to the page, and see the order confirmed (or fai
 on sale), live."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from tests.e2e.test_browser_seatmap import SeatMapPage, browser_tools, query_url  # noqa: F401 - fixtures
@@ -31,12 +29,7 @@ def buy(page: SeatMapPage, seats: list[str], button: str) -> None:
 
 def test_a_buyer_pays_on_devpay_and_comes_back_confirmed_or_declined(browser_tools, api, query_url, tmp_path):
     _, organizer = api.user("organizer")
-    venue = api.call("POST", "/api/v1/venues", organizer, json={"name": "Buy Hall", "city": "Evora", "sections": [
-        {"code": "A", "name": "Stalls", "kind": "seated", "rows": [{"label": "1", "seats": 6}]}]})
-    ev = api.call("POST", "/api/v1/events", organizer, json={
-        "venue_id": venue["id"], "title": f"Buy {uuid.uuid4().hex[:6]}", "category": "music",
-        "starts_at": "2030-05-01T20:00:00Z", "currency": "EUR", "prices": {"A": 1500}})
-    api.call("POST", f"/api/v1/events/{ev['id']}/publish", organizer)
+    ev = api.event(organizer, rows=1, seats_per_row=6, ga=0, prices={"A": 1500})
     _, buyer = api.user("buyer")
     page = SeatMapPage(f"{query_url}/?event={ev['id']}#token={buyer}", tmp_path)
     try:

@@ -2,8 +2,6 @@
 one event's sales and inventory drawn as charts, and a check-in at the door moving the live count, over SSE."""
 from __future__ import annotations
 
-import uuid
-
 import httpx
 import pytest
 
@@ -16,12 +14,7 @@ pytestmark = pytest.mark.e2e
 def test_the_dashboard_shows_sales_and_a_scan_moves_the_check_in_count(browser_tools, api, query_url, tmp_path,
                                                                         settings):
     _, organizer = api.user("organizer")
-    venue = api.call("POST", "/api/v1/venues", organizer, json={"name": "Dash Hall", "city": "Braga", "sections": [
-        {"code": "A", "name": "Stalls", "kind": "seated", "rows": [{"label": "1", "seats": 10}]}]})
-    ev = api.call("POST", "/api/v1/events", organizer, json={
-        "venue_id": venue["id"], "title": f"Dashboard {uuid.uuid4().hex[:6]}", "category": "music",
-        "starts_at": "2030-05-01T20:00:00Z", "currency": "EUR", "prices": {"A": 0}})
-    api.call("POST", f"/api/v1/events/{ev['id']}/publish", organizer)
+    ev = api.event(organizer, rows=1, seats_per_row=10, ga=0, prices={"A": 0})
     _, buyer = api.user("buyer")
     order = api.order(buyer, api.hold(buyer, ev["id"], ["A-1-1", "A-1-2", "A-1-3"])["id"])
     assert order["status"] == "confirmed"
@@ -55,13 +48,7 @@ def test_the_dashboard_shows_sales_and_a_scan_moves_the_check_in_count(browser_t
 
 def test_the_buyer_sees_each_ticket_with_its_qr_code(browser_tools, api, query_url, tmp_path):
     _, organizer = api.user("organizer")
-    venue = api.call("POST", "/api/v1/venues", organizer, json={"name": "QR Hall", "city": "Faro", "sections": [
-        {"code": "A", "name": "Stalls", "kind": "seated", "rows": [{"label": "1", "seats": 5}]},
-        {"code": "GA", "name": "Floor", "kind": "ga", "capacity": 5}]})
-    ev = api.call("POST", "/api/v1/events", organizer, json={
-        "venue_id": venue["id"], "title": f"QR {uuid.uuid4().hex[:6]}", "category": "music",
-        "starts_at": "2030-05-01T20:00:00Z", "currency": "EUR", "prices": {"A": 1500, "GA": 0}})
-    api.call("POST", f"/api/v1/events/{ev['id']}/publish", organizer)
+    ev = api.event(organizer, rows=1, seats_per_row=5, ga=5, prices={"A": 1500, "GA": 0})
     _, buyer = api.user("buyer")
     paid = api.order(buyer, api.hold(buyer, ev["id"], ["A-1-2"])["id"])  # paid at devpay
     free = api.order(buyer, api.hold(buyer, ev["id"], section="GA", quantity=1)["id"])

@@ -22,12 +22,6 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def q(settings):
-    with httpx.Client(base_url=f"http://{settings.query_host}:{settings.query_port}", timeout=10) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def devpay(settings):
     with httpx.Client(base_url=settings.devpay_url, timeout=10,
                       headers={"Authorization": f"Bearer {settings.devpay_api_key}"}) as client:

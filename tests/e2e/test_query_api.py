@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 
 from common.auth import encode_token
 from tests.e2e.conftest import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def q(settings):
-    with httpx.Client(base_url=f"http://{settings.query_host}:{settings.query_port}", timeout=10) as client:
-        yield client
 
 
 def bearer(token: str) -> dict[str, str]:

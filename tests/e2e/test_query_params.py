@@ -12,12 +12,6 @@ from tests.e2e.sse import SseClient
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def q(settings):
-    with httpx.Client(base_url=f"http://{settings.query_host}:{settings.query_port}", timeout=10) as client:
-        yield client
-
-
 def invalid(r: httpx.Response, name: str) -> str:
     assert r.status_code == 400, (r.status_code, r.text)
     error = r.json()["error"]

@@ -7,34 +7,17 @@ import csv
 import io
 import uuid
 
-import httpx
-import pytest
-
 from common import qr
 from tests.e2e.conftest import eventually
 from tests.e2e.sse import SseClient
-
-
-@pytest.fixture(scope="module")
-def q(settings):
-    with httpx.Client(base_url=f"http://{settings.query_host}:{settings.query_port}", timeout=10) as client:
-        yield client
 
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def free_event(api, organizer: str, title: str | None = None) -> dict:
-    sections = [{"code": "A", "name": "Stalls", "kind": "seated", "rows": [{"label": "1", "seats": 10}]},
-                {"code": "GA", "name": "Floor", "kind": "ga", "capacity": 20}]
-    venue = api.call("POST", "/api/v1/venues", organizer, json={"name": "Hall " + uuid.uuid4().hex[:6],
-                                                                "city": "Porto", "sections": sections})
-    ev = api.call("POST", "/api/v1/events", organizer, json={
-        "venue_id": venue["id"], "title": title or f"Free {uuid.uuid4().hex[:6]}", "category": "music",
-        "starts_at": "2030-05-01T20:00:00Z", "currency": "EUR", "prices": {"A": 0, "GA": 0}})
-    api.call("POST", f"/api/v1/events/{ev['id']}/publish", organizer)
-    return ev
+def free_event(api, organizer: str) -> dict:
+    return api.event(organizer, rows=1, seats_per_row=10, ga=20, city="Porto", prices={"A": 0, "GA": 0})
 
 
 def test_tickets_reach_the_buyer_with_qr_codes_and_a_cancel_voids_them(api, q, organizer):
