@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PORTS = {"postgres": 15432, "redis": 16379, "kafka": 19092, "kafka-controller": 19093, "connect": 18083,
                "ferretdb": 27027, "ferretdb-debug": 18088, "command": 8001, "query": 8002, "projector": 8003,
-               "devpay": 8004, "smtp": 1025, "mailpit": 8025}
+               "devpay": 8004, "smtp": 1025, "mailpit": 8025, "notifier": 8005}
 LOCAL_PG = ("evently", "evently", "evently")  # user, password, database of the local stack
 # Secrets that were published in this repository's history: never accepted outside EVENTLY_ENV=dev.
 PUBLISHED_SECRETS = frozenset({"dev-only-secret-change-me-0123456789abcdef"})
@@ -106,6 +106,17 @@ class Settings(BaseSettings):
     # Email (issue 15): the SMTP server the notifier sends through; Mailpit in the local stack (its API: mailpit_url)
     smtp_url: str = f"smtp://{LOCAL_HOST}:{LOCAL_PORTS['smtp']}"
     mailpit_url: str = f"http://{LOCAL_HOST}:{LOCAL_PORTS['mailpit']}"
+    mail_from: str = "Evently <tickets@evently.localhost>"
+    reminder_hours: float = Field(24.0, gt=0, le=24 * 365)  # ticket holders are reminded this long before the start
+    notifier_group: str = "evently-notifier"   # the notifier's Kafka consumer group
+    notifier_metrics_port: int = LOCAL_PORTS["notifier"]
+    notifier_senders: int = Field(8, ge=1, le=64)  # SMTP connections (mails in flight) per notifier process
+    notifier_lease_seconds: float = Field(60.0, ge=5)  # a claimed mail not marked sent by then is tried again
+    notifier_retry_max_seconds: float = Field(60.0, ge=1)  # the longest pause between two attempts of one mail
+    notifier_max_attempts: int = Field(50, ge=1)  # then the mail is recorded failed (a 5xx reply fails it at once)
+    notifier_max_age_seconds: float = Field(86400.0, gt=0)  # an older cause fills the inbox but is not mailed
+    # where people reach the query service's pages (links in mails)
+    query_public_url: str = f"http://{LOCAL_HOST}:{LOCAL_PORTS['query']}"
     # Tickets (issue 14): the secrets that encrypt each event's signing key at rest, comma-separated; the first
     # encrypts, all decrypt (rotation: command_service/adapters/ticket_keys.py). The local stack makes one.
     ticket_key_secrets: str = ""

@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
 
 from contracts.seats import SEAT_ID_PATTERN
-from contracts.vocabulary import (EventStatus, OrderStatus, PaymentStatus, RefundStatus, ReleaseReason, Role,
+from contracts.vocabulary import (EventStatus, HolderNoticeKind, OrderStatus, PaymentStatus, RefundStatus, ReleaseReason, Role,
                                  SeatStatus, SectionKind, TicketStatus, WaitlistStatus)
 
 SCHEMA_VERSION = 1
@@ -200,6 +200,12 @@ class WaitlistEntry(_Open):
 
 
 # --- event payloads (``data``) -------------------------------------------------------------------------------
+class Preferences(_Open):
+    """What mail a user takes besides order, payment and refund mail (which cannot be turned off)."""
+    reminders: bool = True
+    marketing: bool = True
+
+
 class UserRegistered(_Open):
     """A user account (never the password hash): the users read model's document."""
     id: NonEmpty
@@ -207,6 +213,7 @@ class UserRegistered(_Open):
     name: str
     role: Role
     disabled: bool = False
+    preferences: Preferences = Preferences()
     version: StrictInt
     created_at: Timestamp
     updated_at: Timestamp
@@ -214,6 +221,30 @@ class UserRegistered(_Open):
 
 class UserUpdated(UserRegistered):
     pass
+
+
+class NotificationsRead(_Open):
+    """A user read one notification (``notification_id``) or all of them (``notification_id`` absent): every
+    notification of theirs created at or before ``read_at`` then."""
+    user_id: NonEmpty
+    notification_id: str | None = None
+    read_at: Timestamp
+
+
+class HolderNotice(_Open):
+    """One ticket holder is to be told about their event: ``reminder`` (EVENTLY_REMINDER_HOURS before it starts;
+    ``starts_at`` is the time reminded of) or ``changed`` (its time moved: ``previous_starts_at``). One message per
+    holder, written in the transaction that decided it, so the recipients are exactly the holders then."""
+    event_id: NonEmpty
+    buyer_id: NonEmpty
+    notice: HolderNoticeKind
+    event_version: StrictInt
+    title: str
+    starts_at: Timestamp
+    ends_at: Timestamp | None = None
+    previous_starts_at: Timestamp | None = None
+    previous_ends_at: Timestamp | None = None
+    tickets: StrictInt
 
 
 class VenueCreated(_Open):
@@ -361,11 +392,12 @@ DATA_MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (
     UserRegistered, UserUpdated, VenueCreated, EventCreated, EventUpdated, EventPublished, EventCancelled, SeatsHeld, SeatsReleased,
     OrderPlaced, OrderConfirmed, OrderCancelled, OrderPaymentFailed, OrderPaymentSettled, RefundUpdated, TicketsIssued, TicketsVoided,
     TicketCheckedIn, WaitlistJoined, WaitlistOffered, OfferExpired, WaitlistConverted, WaitlistLeft,
-    PromoCodeCreated)}
+    PromoCodeCreated, NotificationsRead, HolderNotice)}
 # Kafka topic per aggregate type: evently.<aggregatetype> (Debezium outbox router). Everything about one event
 # shares aggregate type "event" and the event id as key, so it stays in commit order on one partition.
-# Accounts are aggregate type "user" (key = user id).
-AGGREGATE_TYPES: dict[str, str] = {name: {"VenueCreated": "venue", "UserRegistered": "user", "UserUpdated": "user"}
+# Accounts and what their owner does to their own inbox are aggregate type "user" (key = user id).
+AGGREGATE_TYPES: dict[str, str] = {name: {"VenueCreated": "venue", "UserRegistered": "user", "UserUpdated": "user",
+                                          "NotificationsRead": "user"}
                                    .get(name, "event") for name in DATA_MODELS}
 
 

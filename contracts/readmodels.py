@@ -23,6 +23,10 @@ USERS = "users"          # one document per account, never a password hash (_id 
 TICKETS = "tickets"      # one document per ticket, its newest state (_id = ticket id; ``version``)
 APPLIED = "applied"      # outbox ids already applied (_id = outbox id, at = Kafka position)
 COLLECTIONS = (EVENTS, SEATMAP, ORDERS, ANALYTICS, VENUES, WAITLIST, USERS, TICKETS, APPLIED)
+# The notifier's own (projectors/notifier.py), never dropped by a projector rebuild: they are also the ledger of
+# what was mailed, so a replay never mails twice.
+NOTIFICATIONS = "notifications"  # one per cause and recipient (_id = notification id): the inbox, and its mail's status
+MAIL_QUEUE = "mail_queue"        # mails not sent yet (_id = notification id; next_at, cv = claim CAS counter)
 
 # --- seat status codes (seat-map chunks keep one letter per seat) --------------------------------------------
 STATUS_CODE = {"available": "a", "held": "h", "sold": "s"}
@@ -72,6 +76,13 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     (TICKETS, [("event_id", ASCENDING), ("status", ASCENDING)]),   # attendees
     (VENUES, [("organizer_id", ASCENDING)]),                       # the organizer's own venues
 )
+NOTIFIER_INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
+    (NOTIFICATIONS, [("user_id", ASCENDING), ("created_at", DESCENDING)]),  # /me/notifications
+    (NOTIFICATIONS, [("user_id", ASCENDING), ("read_at", ASCENDING)]),      # unread count, read-all
+    (MAIL_QUEUE, [("next_at", ASCENDING)]),                                  # due mails
+)
+# The inbox fields the API shows (GET /me/notifications); the rest is the notifier's bookkeeping.
+NOTIFICATION_FIELDS = ("kind", "title", "body", "data", "created_at", "read_at")
 # The ticket fields the read model keeps (the command side's ticket document, EVENTS.md "ticket").
 TICKET_FIELDS = ("order_id", "event_id", "buyer_id", "seat", "section", "status", "code", "checked_in_at", "version")
 

@@ -6,6 +6,11 @@ from typing import Literal, get_args
 
 Role = Literal["buyer", "organizer", "admin", "scanner"]  # scanner: a door credential for one event (its token's evt)
 TicketStatus = Literal["valid", "checked_in", "void"]
+# What a notification is about (the inbox's ``kind``, the SSE event name, the mail template: projectors/notifications.py)
+NotificationKind = Literal["order_confirmed", "payment_failed", "order_cancelled", "refund_succeeded", "waitlist_offer",
+                           "offer_expired", "event_changed", "event_cancelled", "event_reminder"]
+HolderNoticeKind = Literal["reminder", "changed"]  # HolderNotice.notice: what a ticket holder is told of their event
+MailStatus = Literal["pending", "sent", "failed", "skipped"]  # a notification's email (skipped: no address)
 CheckinResult = Literal["checked_in", "already_checked_in", "void", "wrong_event", "invalid"]
 EventStatus = Literal["draft", "on_sale", "cancelled"]
 PublicEventStatus = Literal["on_sale", "cancelled"]  # drafts are the organizer's own business

@@ -46,6 +46,7 @@ _WHAT = {
     "query": ("EVENTLY_QUERY_PORT", "query service HTTP API + SSE"),
     "projector": ("EVENTLY_PROJECTOR_METRICS_PORT", "projector worker /metrics"),
     "devpay": ("EVENTLY_DEVPAY_PORT", "devpay, the local payment provider (API, checkout page)"),
+    "notifier": ("EVENTLY_NOTIFIER_METRICS_PORT", "the notifier's /health and /metrics"),
     "smtp": ("EVENTLY_SMTP_PORT", "Mailpit's SMTP server (the notifier sends here)"),
     "mailpit": ("EVENTLY_MAILPIT_PORT", "Mailpit's web inbox and API"),
 }
@@ -112,6 +113,7 @@ def service_env() -> dict[str, str]:
         "EVENTLY_QUERY_HOST": HOST,
         "EVENTLY_QUERY_PORT": str(port("query")),
         "EVENTLY_PROJECTOR_METRICS_PORT": str(port("projector")),
+        "EVENTLY_NOTIFIER_METRICS_PORT": str(port("notifier")),
         "EVENTLY_DEVPAY_PORT": str(port("devpay")),
         "EVENTLY_DEVPAY_URL": f"http://{HOST}:{port('devpay')}",
         "EVENTLY_DEVPAY_API_KEY": os.environ.get("EVENTLY_DEVPAY_API_KEY") or stack_secret("devpay-api-key"),

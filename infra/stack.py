@@ -89,11 +89,12 @@ def _evently(name: str, module: str, port_name: str) -> c.ProcessComponent:
 
 COMMAND = _evently("command-service", "command_service.entrypoints.app", "command")
 PROJECTOR = _evently("projector", "projectors.worker", "projector")
+NOTIFIER = _evently("notifier", "projectors.notifier", "notifier")  # mail, inbox, notification stream
 QUERY = _evently("query-service", "query_service.app", "query")
 DEVPAY = _evently("devpay", "infra.devpay.app", "devpay")  # the payment provider: not Evently, but ours to run
 
 # Start order; stop runs it backwards.
-COMPONENTS = [POSTGRES, REDIS, KAFKA, FERRETDB, CONNECT, MAILPIT, DEVPAY, COMMAND, PROJECTOR, QUERY]
+COMPONENTS = [POSTGRES, REDIS, KAFKA, FERRETDB, CONNECT, MAILPIT, DEVPAY, COMMAND, PROJECTOR, NOTIFIER, QUERY]
 
 
 def _run_migrations() -> None:

@@ -452,42 +452,6 @@ def fold_waitlist(msgs: list[Msg]) -> dict[str, dict[str, Any]]:
     return out
 
 
-# Buyer notifications (query service: GET /api/v1/me/notifications/stream): outbox type -> SSE event name.
-# RefundUpdated tells the buyer only when the money is back (refund.status succeeded).
-NOTIFICATION_TYPES = {"OrderConfirmed": "order_confirmed", "OrderCancelled": "order_cancelled",
-                      "OrderPaymentFailed": "payment_failed", "RefundUpdated": "refund_succeeded",
-                      "WaitlistOffered": "waitlist_offer", "OfferExpired": "offer_expired"}
-ORDER_FIELDS = ("id", "event_id", "status", "seats", "section", "quantity", "subtotal", "discount", "total",
-                "currency", "created_at", "cancelled_at", "confirmed_at", "version")
-
-
-def notification(msg: Msg) -> tuple[str, str, dict[str, Any]] | None:
-    """(buyer id, SSE event name, frame data) for a message a buyer is told about, else None."""
-    kind = NOTIFICATION_TYPES.get(msg.type)
-    if kind is None:
-        return None
-    if msg.type == "RefundUpdated" and (msg.data["order"].get("refund") or {}).get("status") != "succeeded":
-        return None
-    data: dict[str, Any] = {"id": msg.id, "type": kind, "occurred_at": msg.env.get("occurred_at")}
-    if msg.type in ORDER_TYPES:
-        order = msg.data["order"]
-        buyer = order.get("buyer_id")
-        doc = order_doc(order)
-        data["order"] = {**{k: order[k] for k in ORDER_FIELDS if k in order},
-                         **{k: doc[k] for k in ("payment", "refund") if k in doc}}
-        if msg.type == "OrderCancelled":
-            data["reason"] = msg.data.get("reason")
-    else:  # waitlist events carry the entry; an offer's hold is in entry.offer (EVENTS.md)
-        entry = msg.data["entry"]
-        buyer = entry.get("buyer_id")
-        data["entry"] = {"id": entry["id"], **{k: v for k, v in entry_doc(entry).items() if k != "buyer_id"}}
-        if data["entry"]["offer"]:  # waitlist_offer: the hold to check out and until when
-            data["offer"] = data["entry"]["offer"]
-        if msg.type == "OfferExpired":
-            data["reason"] = msg.data.get("reason")  # expired | declined | event_cancelled
-    return (buyer, kind, data) if isinstance(buyer, str) else None
-
-
 @dataclass
 class FeedEntry:
     event_id: str

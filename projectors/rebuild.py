@@ -44,7 +44,6 @@ def replay(settings: Settings, db, *, feed: bool, batch_size: int = 20_000, thre
     proj.store.memory_claims = {}
     proj.store.claim_window_ms = settings.projector_claim_window_s * 1000
     proj.live_metrics = False  # freshness of history says nothing
-    proj.store.notify = False  # history is replayed, not told to buyers again
     if not feed:
         proj.store.redis = None
     try:

@@ -56,23 +56,6 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'off', ARGV[1], 
                   'rm', ARGV[4], 'occ', ARGV[5], 'k', ARGV[6])
 """
 
-# A buyer's notification is appended once per outbox id: the id is remembered in a set next to the stream.
-NOTIFY_LUA = """
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return false end
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'type', ARGV[3], 'data', ARGV[4])
-"""
-NOTIFY_MAXLEN = 1000
-NOTIFY_SEEN_TTL_S = 30 * 24 * 3600
-
-
-def notify_keys(buyer_id: str) -> list[str]:
-    return [keys.notifications(buyer_id), keys.notifications_seen(buyer_id)]
-
-
-feed_key = keys.seat_feed
-
-
 def insert_new(collection, docs: list[dict[str, Any]]) -> set[int]:
     """Insert documents that may already exist (unordered ``insert_many``, fast on FerretDB).
     Returns the indexes of those that did (duplicate key); any other write error is raised."""
@@ -94,8 +77,6 @@ class Store:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
         self.stages = ThreadPoolExecutor(max_workers=5, thread_name_prefix="stage")  # the stages of apply()
         self._feed = redis.register_script(FEED_LUA) if redis is not None else None
-        self._notify = redis.register_script(NOTIFY_LUA) if redis is not None else None
-        self.notify = True  # a rebuild turns buyer notifications off: it replays history, it does not re-tell it
         self.counters: dict[str, dict[str, Any]] = {}  # event id -> {counts..., wm, cv}
         self.chunks: dict[str, dict[str, Any]] = {}    # seat-map chunk id -> {st, v, p, cv}
         self.rollups: dict[str, dict[str, Any]] = {}   # analytics doc id -> state incl. cv
@@ -154,7 +135,7 @@ class Store:
         2. concurrently: the ``applied`` claims, the seat map (version-guarded), the orders (rank-guarded) and
            the waitlist (version-guarded): the last three are safe against Debezium re-sends by themselves;
         3. concurrently, without the re-sends: event counters/stats and analytics rollups (watermark CAS);
-        4. the live seat feed and the buyers' notifications, once the read models have the changes.
+        4. the live seat feed, once the read models have the changes (notifications: projectors/notifier.py).
         """
         if not msgs:
             return [], time.time()
@@ -189,8 +170,6 @@ class Store:
         done = time.time()
         if self.redis is not None:
             self._parallel(lambda f: self.append_feed(*f, done), [f for f in feeds if f])
-            if self.notify:
-                self.notify_buyers(msgs)
         self._trim()
         return msgs, done
 
@@ -469,21 +448,6 @@ class Store:
             self.cas_conflicts += 1
             self.rollups.pop(doc_id, None)
         raise RuntimeError(f"analytics {doc_id}: too many CAS conflicts")
-
-    # ------------------------------------------------------------------ buyers' notifications
-    def notify_buyers(self, msgs: list[Msg]) -> None:
-        """Append each buyer-facing message to ``notify:<buyer>`` (at most once per outbox id), in one round trip."""
-        pipe = None
-        for m in msgs:
-            n = P.notification(m)
-            if n is not None:
-                buyer, kind, data = n
-                pipe = pipe or self.redis.pipeline(transaction=False)
-                self._notify(keys=notify_keys(buyer), client=pipe,
-                             args=[m.id, NOTIFY_MAXLEN, kind, json.dumps(data, separators=(",", ":")),
-                                   NOTIFY_SEEN_TTL_S])
-        if pipe is not None:
-            pipe.execute()
 
     # ------------------------------------------------------------------ live seat feed
     def append_feed(self, event_id: str, msgs: list[Msg], counts: dict[str, Any], had_entries: bool,

@@ -48,10 +48,10 @@ from query_service.cache import MicroCache, cached_json
 from query_service.feed import StreamHub, notification_frame, seat_frame
 from query_service.http import EXCEPTION_HANDLERS, ApiError, MetricsMiddleware, log, principal, private_json, require
 from query_service.params import (PLANNED, PLANNED_MESSAGE, RESET, UUID_PATTERN, AnalyticsQuery, AttendeesQuery,
-                                  EventListQuery, NoQuery, NotificationStreamQuery, OrganizerEventsQuery,
+                                  EventListQuery, NoQuery, NotificationsQuery, NotificationStreamQuery, OrganizerEventsQuery,
                                   OrganizerStreamQuery, PageQuery, Paging, Query, SeatStreamQuery, TicketsQuery,
                                   UsersQuery, parse_query, stream_position)
-from query_service.responses import (AdminAnalytics, AttendeePage, EventDetail, EventPage, Order, OrderPage,
+from query_service.responses import (AdminAnalytics, AttendeePage, EventDetail, EventPage, NotificationPage, Order, OrderPage,
                                      OrganizerEventPage, OrganizerStats, OrganizerVenuePage, SeatMap, TicketPage,
                                      UserPage, WaitlistPage, render)
 
@@ -288,12 +288,25 @@ async def seat_stream(request: Request, q: SeatStreamQuery) -> Response:
 @get("/api/v1/me/notifications/stream", "The buyer's notifications (SSE)", ok="text/event-stream",
      query=NotificationStreamQuery, errors=(400,), auth=True, headers=(LAST_EVENT_ID,), tags=("streams",),
      description="Events `order_confirmed`, `order_cancelled`, `payment_failed`, `refund_succeeded`, "
-                 "`waitlist_offer`, `offer_expired`, each with `id: <position>`; the token may also come as `?access_token=` (EventSource cannot set "
-                 "headers). Resume and reset as on the seat stream.")
+                 "`waitlist_offer`, `offer_expired`, `event_changed`, `event_cancelled`, `event_reminder`, each with "
+                 "`id: <position>` and data `{id (the notification's, as in /me/notifications), type, occurred_at, "
+                 "title, body, event, ...its data}`; the token may also come as `?access_token=` (EventSource "
+                 "cannot set headers). Resume and reset as on the seat stream.")
 async def notification_stream(request: Request, q: NotificationStreamQuery) -> Response:
     p = principal(request, query_token=q.access_token)
     require(p, "buyer")
     return _sse(request, request.app.state.notify_hub, keys.notifications(p.user_id), q.last_event_id, signed_in=p)
+
+
+@get("/api/v1/me/notifications", "Your notifications, newest first, with the unread count", ok=NotificationPage,
+     query=NotificationsQuery, errors=(400,), auth=True, tags=("buyer",),
+     description="The inbox the notifier fills (the same notifications it mails and streams). Mark them read on "
+                 "the command service (POST /api/v1/me/notifications/{id}/read, /read-all).")
+async def my_notifications(request: Request, q: NotificationsQuery) -> Response:
+    p = principal(request)
+    require(p, "buyer", "organizer", "admin")  # a scanner is a door credential, not an account
+    return private_json(render(NotificationPage, await views.my_notifications(
+        request.app.state.db, p.user_id, q.unread == "true", q.page, q.page_size)))
 
 
 # --- the buyer's own -----------------------------------------------------------------------------------

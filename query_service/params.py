@@ -175,6 +175,11 @@ class AttendeesQuery(Paging):
                       Field(description="`csv`: every matching attendee as text/csv (no paging)")] = None
 
 
+class NotificationsQuery(Paging):
+    unread: Annotated[Literal["true", "false"], BeforeValidator(_text),
+                      Field(description="`true`: only notifications not read yet")] = None
+
+
 class OrganizerEventsQuery(Paging):
     status: Annotated[EventStatus, BeforeValidator(_text)] = None  # type: ignore[assignment]
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.openapi import Count, DateTime, Money, ResponseModel, Uuid
-from contracts.vocabulary import (EventStatus, OrderStatus, PaymentStatus, PublicEventStatus, RefundStatus, Role,
+from contracts.vocabulary import (EventStatus, NotificationKind, OrderStatus, PaymentStatus, PublicEventStatus, RefundStatus, Role,
                                  SeatStatus, SectionKind, TicketStatus, WaitlistStatus)
 
 Date = Annotated[str, Field(json_schema_extra={"format": "date"})]
@@ -336,6 +336,22 @@ class AdminUser(Body):
 
 
 UserPage = Page[AdminUser]
+
+
+class Notification(Body):
+    """CONTRACT "Email": one inbox entry (the same notification is mailed and streamed)."""
+    id: Uuid
+    kind: NotificationKind
+    title: str
+    body: str
+    data: dict[str, Any] = Field(description="what it is about: `order`, `entry` + `offer`, `reason`, `starts_at`"
+                                             ", `tickets`... by kind")
+    created_at: DateTime
+    read_at: DateTime | None
+
+
+class NotificationPage(Page[Notification]):
+    unread: Count = Field(description="the caller's unread notifications (all of them, whatever the filter)")
 TicketPage = Page[Ticket]
 AttendeePage = Page[Attendee]
 OrganizerEventPage = Page[OrganizerEvent]

@@ -180,6 +180,20 @@ async def my_order(db: AsyncDatabase, buyer_id: str, order_id: str) -> dict[str,
     return None if doc is None else (await _with_tickets(db, [_order(doc)]))[0]
 
 
+# --- the inbox (the notifier's notifications collection) ---------------------------------------------
+async def my_notifications(db: AsyncDatabase, user_id: str, unread_only: bool, page: int,
+                           page_size: int) -> dict[str, Any]:
+    unread = {"user_id": user_id, "read_at": None}
+    flt = unread if unread_only else {"user_id": user_id}
+    coll = db[rm.NOTIFICATIONS]
+    total = await coll.count_documents(flt)
+    n_unread = total if unread_only else await coll.count_documents(unread)
+    cursor = coll.find(flt, {f: 1 for f in rm.NOTIFICATION_FIELDS}).sort(
+        [("created_at", DESCENDING), ("_id", ASCENDING)]).skip((page - 1) * page_size).limit(page_size)
+    items = [{"id": d.pop("_id"), **d} async for d in cursor]
+    return {"items": items, "page": page, "page_size": page_size, "total": total, "unread": n_unread}
+
+
 # --- tickets ---------------------------------------------------------------------------------------
 def _ticket(doc: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]:
     out = {"id": doc["_id"], "order_id": doc.get("order_id"), "event_id": doc.get("event_id"),

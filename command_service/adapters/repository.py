@@ -58,7 +58,7 @@ def _user(r: dict[str, Any] | None) -> User | None:
     if r is None:
         return None
     return User(str(r["id"]), r["email"], r["name"], r["role"], r["password_hash"], r["disabled"], r["version"],
-                r["created_at"], r["updated_at"])
+                r["created_at"], r["updated_at"], r["mail_reminders"], r["mail_marketing"])
 
 
 def _hold(r: dict[str, Any]) -> Hold:
@@ -218,8 +218,9 @@ class Repository:
                                      (user_id,)))
 
     async def save_user(self, u: User) -> None:
-        self.queue("UPDATE users SET role = %s, disabled = %s, version = %s, updated_at = %s WHERE id = %s",
-                   (u.role, u.disabled, u.version, u.updated_at, u.id))
+        self.queue("UPDATE users SET role = %s, disabled = %s, version = %s, updated_at = %s, mail_reminders = %s, "
+                   "mail_marketing = %s WHERE id = %s",
+                   (u.role, u.disabled, u.version, u.updated_at, u.mail_reminders, u.mail_marketing, u.id))
 
     # --- refresh tokens (stored as SHA-256; migrations/versions/0005_accounts.py) ----------------------------
     async def add_refresh_token(self, token_hash: str, family_id: str, user_id: str, access_jti: str,
@@ -363,6 +364,27 @@ class Repository:
         return Event(str(r["id"]), str(r["organizer_id"]), self._venue(r, "v_"), r["title"], r["description"],
                      r["category"], r["starts_at"], r["ends_at"], r["currency"], r["prices"], r["status"],
                      r["version"], r["created_at"], r["updated_at"])
+
+    # --- notices to ticket holders (service_layer/notices.py) -----------------------------------------------
+    async def claim_due_reminders(self, within_s: float, limit: int) -> list[dict[str, Any]]:
+        """On-sale events starting within ``within_s`` whose holders were not yet reminded of this start time,
+        locked (SKIP LOCKED: another sweeper takes others or none)."""
+        return await self._execute(
+            "SELECT id, title, starts_at, ends_at, version FROM events WHERE status = 'on_sale' "
+            "AND starts_at > now() AND starts_at <= now() + make_interval(secs => %s) "
+            "AND reminded_for IS DISTINCT FROM starts_at ORDER BY starts_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (within_s, limit))
+
+    def set_reminded(self, event_id: str, starts_at: datetime) -> None:
+        self.queue("UPDATE events SET reminded_for = %s WHERE id = %s", (starts_at, event_id))
+
+    async def ticket_holders(self, event_id: str, *, reminders: bool = False) -> list[tuple[str, int]]:
+        """(buyer id, tickets not void) of an event; ``reminders``: only buyers who take reminder mail."""
+        rows = await self._execute(
+            "SELECT t.buyer_id, count(*) AS n FROM tickets t "
+            + ("JOIN users u ON u.id = t.buyer_id AND u.mail_reminders " if reminders else "")
+            + "WHERE t.event_id = %s AND t.status <> 'void' GROUP BY t.buyer_id ORDER BY t.buyer_id", (event_id,))
+        return [(str(r["buyer_id"]), r["n"]) for r in rows]
 
     async def save_event(self, event: Event) -> None:
         self.queue(

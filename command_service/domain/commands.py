@@ -80,6 +80,23 @@ class DisableUser(Authenticated):
     user_id: str
 
 
+class UpdatePreferences(Authenticated):
+    """PATCH /me/preferences: the mail a user takes besides order, payment and refund mail."""
+    reminders: bool | None = Field(None, strict=True)
+    marketing: bool | None = Field(None, strict=True)
+
+    @model_validator(mode="after")
+    def _some_change(self) -> UpdatePreferences:
+        if self.reminders is None and self.marketing is None:
+            raise ValueError("give reminders and/or marketing (true or false)")
+        return self
+
+
+class MarkNotificationsRead(Authenticated):
+    """One notification (``notification_id``) or, without it, every notification of the caller's so far."""
+    notification_id: str | None = None
+
+
 # --- venues -------------------------------------------------------------------------------
 class RowIn(Command):
     label: Code

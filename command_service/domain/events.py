@@ -192,3 +192,32 @@ class WaitlistConverted(WaitlistEvent):
 
 class WaitlistLeft(WaitlistEvent):
     pass
+
+
+# --- notifications: what the notifier (projectors/notifier.py) is told beyond the events above ---------------
+class NotificationsRead(DomainEvent):
+    """A user read one of their notifications, or (``notification_id`` None) all of them so far."""
+
+    @classmethod
+    def of(cls, user_id: str, notification_id: str | None) -> NotificationsRead:
+        data = {"user_id": user_id, "read_at": iso(utcnow())}
+        return cls(user_id, data if notification_id is None else {**data, "notification_id": notification_id})
+
+
+class HolderNotice(DomainEvent):
+    """One ticket holder is to be told about their event: a reminder, or its time changed."""
+
+    @classmethod
+    def of(cls, notice: str, event: dict[str, Any], buyer_id: str, tickets: int,
+           previous: dict[str, Any] | None = None) -> HolderNotice:
+        """``event``: id, title, starts_at, ends_at, version (a row or Event fields); ``previous``: the times
+        before a change (starts_at, ends_at)."""
+        data = {"event_id": str(event["id"]), "buyer_id": buyer_id, "notice": notice,
+                "event_version": event["version"], "title": event["title"], "starts_at": iso(event["starts_at"]),
+                "tickets": tickets}
+        if event.get("ends_at") is not None:
+            data["ends_at"] = iso(event["ends_at"])
+        for k, v in (previous or {}).items():
+            if v is not None:
+                data[f"previous_{k}"] = iso(v)
+        return cls(str(event["id"]), data)

@@ -191,14 +191,19 @@ class User:
     version: int = 1
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    mail_reminders: bool = True  # order, payment and refund mail cannot be turned off (CONTRACT "Email")
+    mail_marketing: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "email": self.email, "name": self.name, "role": self.role}
 
+    def preferences(self) -> dict[str, bool]:
+        return {"reminders": self.mail_reminders, "marketing": self.mail_marketing}
+
     def document(self) -> dict[str, Any]:
         """What the admin sees and the users read model keeps: never the password hash."""
-        return {**self.to_json(), "disabled": self.disabled, "version": self.version,
-                "created_at": iso(self.created_at), "updated_at": iso(self.updated_at)}
+        return {**self.to_json(), "disabled": self.disabled, "preferences": self.preferences(),
+                "version": self.version, "created_at": iso(self.created_at), "updated_at": iso(self.updated_at)}
 
     def document_for_admin(self) -> dict[str, Any]:
         return {**self.to_json(), "disabled": self.disabled, "created_at": iso(self.created_at)}

@@ -249,6 +249,30 @@ async def disable_user(request: web.Request) -> web.Response:
     return web.json_response(user.document_for_admin())
 
 
+@route("PATCH", "/api/v1/me/preferences", "Choose the optional mail you take (reminders, marketing)",
+       response=schemas.Preferences, body=commands.UpdatePreferences, tags=("accounts",),
+       description="Order, payment and refund mail cannot be turned off. Give `reminders` and/or `marketing`.")
+async def update_preferences(request: web.Request) -> web.Response:
+    return web.json_response((await run(request, commands.UpdatePreferences)).preferences())
+
+
+@route("POST", "/api/v1/me/notifications/{notification_id}/read", "Mark one of your notifications read", ok=204,
+       errors_=(400, 404), tags=("accounts",),
+       description="Applied to the inbox read model through the outbox (GET /me/notifications on the query "
+                   "service shows it within moments). An id that is not one of yours changes nothing.")
+async def mark_notification_read(request: web.Request) -> web.Response:
+    await run(request, commands.MarkNotificationsRead, body=False,
+              notification_id=path_id(request, "notification_id"))
+    return web.Response(status=204)
+
+
+@route("POST", "/api/v1/me/notifications/read-all", "Mark every notification you have so far read", ok=204,
+       errors_=(400,), tags=("accounts",))
+async def mark_all_notifications_read(request: web.Request) -> web.Response:
+    await run(request, commands.MarkNotificationsRead, body=False)
+    return web.Response(status=204)
+
+
 @route("POST", "/api/v1/venues", "Create a venue (organizer)", ok=201, response=schemas.Venue,
        body=commands.CreateVenue, tags=("catalog",))
 async def create_venue(request: web.Request) -> web.Response:

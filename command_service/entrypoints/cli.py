@@ -4,20 +4,24 @@
 * ``rotate-event-key --event <id>``: the event's next ticket-signing key becomes active (new tickets are signed
   with it; tickets signed before keep verifying with theirs; door devices fetch the check-in key again);
 * ``rotate-ticket-secrets``: re-encrypt every event's signing key with the first of EVENTLY_TICKET_KEY_SECRETS
-  (after putting a new secret first; the old one can be dropped once this has run).
+  (after putting a new secret first; the old one can be dropped once this has run);
+* ``send-reminders [--hours H] [--for-seconds S]``: what every command-service sweeper does each round, by hand:
+  remind the ticket holders of events due a reminder (service_layer/notices.py), repeating for S seconds. Safe
+  next to running sweepers (the tests run two at once).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+import time
 
 from psycopg_pool import AsyncConnectionPool
 
 from common.settings import get_settings
 from command_service.adapters.ticket_keys import TicketKeys
 from command_service.domain import commands, errors
-from command_service.service_layer import handlers
+from command_service.service_layer import handlers, notices
 from command_service.service_layer.unit_of_work import UnitOfWork
 
 
@@ -55,6 +59,16 @@ async def rotate_ticket_secrets() -> int:
     return len(rows)
 
 
+async def send_reminders(hours: float, for_seconds: float) -> int:
+    async with AsyncConnectionPool(get_settings().database_url, min_size=1, max_size=1) as pool:
+        reminded, deadline = 0, time.monotonic() + for_seconds
+        while True:
+            reminded += await notices.send_due_reminders(lambda: UnitOfWork(pool), hours)
+            if time.monotonic() >= deadline:
+                return reminded
+            await asyncio.sleep(0.05)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m command_service.entrypoints.cli")
     sub = p.add_subparsers(dest="command", required=True)
@@ -65,10 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     rotate = sub.add_parser("rotate-event-key", help="make an event's next ticket-signing key the active one")
     rotate.add_argument("--event", required=True)
     sub.add_parser("rotate-ticket-secrets", help="re-encrypt every signing key with the first ticket-key secret")
+    remind = sub.add_parser("send-reminders", help="remind the ticket holders of events due a reminder")
+    remind.add_argument("--hours", type=float, default=get_settings().reminder_hours,
+                        help="how long before the start (default EVENTLY_REMINDER_HOURS)")
+    remind.add_argument("--for-seconds", type=float, default=0.0, help="keep sweeping this long (default: once)")
     args = p.parse_args(argv)
     try:
         if args.command == "create-admin":
             print(asyncio.run(create_admin(args.email, args.password, args.name)))
+        elif args.command == "send-reminders":
+            print(f"{asyncio.run(send_reminders(args.hours, args.for_seconds))} events reminded")
         elif args.command == "rotate-event-key":
             print(f"event {args.event}: key {asyncio.run(rotate_event_key(args.event))} is active")
         else:

@@ -29,6 +29,11 @@ class AdminUser(User):
     created_at: DateTime
 
 
+class Preferences(ResponseModel):
+    reminders: bool = Field(description="event reminders (EVENTLY_REMINDER_HOURS before the start)")
+    marketing: bool = Field(description="marketing-type mail (Evently sends none yet; the choice is kept)")
+
+
 class Token(ResponseModel):
     access_token: str = Field(description="a JWT (HS256) for `Authorization: Bearer`")
     token_type: Literal["bearer"]

@@ -25,13 +25,13 @@ from command_service import metrics
 from command_service.adapters.passwords import hash_password, verify_password
 from command_service.domain import commands, errors
 from command_service.domain.events import (EventCancelled, EventCreated, EventPublished, EventUpdated,
-                                           OfferExpired, OrderCancelled, PromoCodeCreated, SeatsHeld,
+                                           NotificationsRead, OfferExpired, OrderCancelled, PromoCodeCreated, SeatsHeld,
                                            SeatsReleased,
                                            UserRegistered, UserUpdated, VenueCreated,
                                            WaitlistJoined, WaitlistLeft)
 from command_service.domain.model import (Event, Hold, InventoryChange, PromoCode, User, Venue,
                                           WaitlistEntry, new_id, require_owner, require_role, utcnow)
-from command_service.service_layer import orders, tickets
+from command_service.service_layer import notices, orders, tickets
 from command_service.service_layer.services import Services, best_effort
 from command_service.service_layer.unit_of_work import TransientConflict, UnitOfWork
 from command_service.service_layer.waitlist import lock_offers, offer_waitlist, waitlist_scope
@@ -150,6 +150,32 @@ async def disable_user(cmd: commands.DisableUser, svc: Services) -> User:
     return await _change_user(cmd, svc, disabled=True)
 
 
+async def update_preferences(cmd: commands.UpdatePreferences, svc: Services) -> User:
+    """Which optional mail the caller takes (reminders, marketing); order, payment and refund mail always goes."""
+    require_role(cmd.actor, "buyer", "organizer", "admin")
+    changes = {k: v for k, v in (("mail_reminders", cmd.reminders), ("mail_marketing", cmd.marketing))
+               if v is not None}
+    async with svc.uow() as uow:
+        user = await uow.repo.get_user(cmd.actor.user_id, lock=True)
+        if user is None:
+            raise errors.NotFound("no such user")
+        if any(getattr(user, k) != v for k, v in changes.items()):
+            user = user.changed(**changes)
+            await uow.repo.save_user(user)
+            uow.emit(UserUpdated.of(user))
+        await uow.commit()
+    return user
+
+
+async def mark_notifications_read(cmd: commands.MarkNotificationsRead, svc: Services) -> None:
+    """The inbox lives in the read model; the command side records the fact, and the notifier applies it to the
+    caller's own notifications only (an id that is not theirs changes nothing)."""
+    require_role(cmd.actor, "buyer", "organizer", "admin")
+    async with svc.uow() as uow:
+        uow.emit(NotificationsRead.of(cmd.actor.user_id, cmd.notification_id))
+        await uow.commit()
+
+
 # --- venues and events (organizers) -------------------------------------------------------
 async def create_venue(cmd: commands.CreateVenue, svc: Services) -> Venue:
     require_role(cmd.actor, "organizer")
@@ -186,13 +212,17 @@ async def _owned_event(uow: UnitOfWork, actor: Principal, event_id: str, *, admi
 
 
 async def update_event(cmd: commands.UpdateEvent, svc: Services) -> Event:
-    """Organizer edits never touch inventory (no seat or GA row is read or written)."""
+    """Organizer edits never touch inventory (no seat or GA row is read or written). A new time is told to
+    every ticket holder (service_layer/notices.py)."""
     async with svc.uow() as uow:
         event = await _owned_event(uow, cmd.actor, cmd.event_id)
+        before = {"starts_at": event.starts_at, "ends_at": event.ends_at}
         changed = event.update(cmd.changes())
         if changed:
             await uow.repo.save_event(event)
             uow.emit(EventUpdated.of(event, changed))
+            if {"starts_at", "ends_at"} & set(changed):
+                await notices.tell_time_changed(uow, event, before)
         await uow.commit()
     return event
 
@@ -414,6 +444,8 @@ HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]
     commands.Logout: logout,
     commands.SetUserRole: set_user_role,
     commands.DisableUser: disable_user,
+    commands.UpdatePreferences: update_preferences,
+    commands.MarkNotificationsRead: mark_notifications_read,
     commands.CreateVenue: create_venue,
     commands.CreateEvent: create_event,
     commands.UpdateEvent: update_event,

@@ -22,9 +22,9 @@ class Api:
         assert r.status_code in ok, f"{method} {path} -> {r.status_code} {r.text}"
         return r.json() if r.content else None
 
-    def user(self, role: str) -> tuple[str, str]:
-        """Register a fresh user; returns (user id, token)."""
-        email = f"{role}-{uuid.uuid4().hex}@example.com"
+    def user(self, role: str, email: str | None = None) -> tuple[str, str]:
+        """Register a fresh user (a random address unless ``email``); returns (user id, token)."""
+        email = email or f"{role}-{uuid.uuid4().hex}@example.com"
         body = self.call("POST", "/api/v1/auth/register",
                          json={"email": email, "password": "correct horse battery", "name": role, "role": role})
         tok = self.call("POST", "/api/v1/auth/token", json={"email": email, "password": "correct horse battery"})
@@ -32,7 +32,7 @@ class Api:
 
     def event(self, organizer: str, *, rows: int = 3, seats_per_row: int = 10, ga: int = 50, city: str = "Lisbon",
               title: str | None = None, publish: bool = True, currency: str = "EUR",
-              prices: dict[str, int] | None = None) -> dict[str, Any]:
+              prices: dict[str, int] | None = None, starts_at: str = "2027-03-01T20:00:00Z") -> dict[str, Any]:
         """A venue (section A: ``rows`` x ``seats_per_row``; GA of ``ga`` places unless 0) and an event there,
         priced by ``prices`` (default A 5000, GA 2000; price 0: free orders, confirmed at checkout)."""
         sections = [{"code": "A", "name": "Stalls", "kind": "seated",
@@ -44,7 +44,7 @@ class Api:
         prices = prices or {"A": 5000, **({"GA": 2000} if ga else {})}
         ev = self.call("POST", "/api/v1/events", organizer, json={
             "venue_id": venue["id"], "title": title or f"Show {uuid.uuid4().hex[:8]}", "category": "music",
-            "starts_at": "2027-03-01T20:00:00Z", "currency": currency, "prices": prices})
+            "starts_at": starts_at, "currency": currency, "prices": prices})
         if publish:
             self.call("POST", f"/api/v1/events/{ev['id']}/publish", organizer)
         return ev

@@ -29,6 +29,7 @@ SIGNED_IN = lambda ok: (401, ok, ok, ok, ok, ok, 401, ok)  # noqa: E731
 BUYERS = lambda ok, other=None: (401, ok, other or ok, 403, 403, 403, 401, 403)  # noqa: E731
 ADMINS = (401, 403, 403, 403, 403, 200, 401, 403)
 OWNER = lambda ok, admin=403, scanner=403: (401, 403, 403, ok, 403, admin, 401, scanner)  # noqa: E731
+USERS = lambda ok: (401, ok, ok, ok, ok, ok, 401, 403)  # noqa: E731 - every account; a scanner is a door credential
 
 
 @dataclass
@@ -161,6 +162,10 @@ COMMAND: dict[tuple[str, str], Row] = {
         OWNER(200, scanner=200)),
     ("GET", "/api/v1/events/{event_id}/checkin-key"): (
         lambda w, r: Setup({"event_id": w.shared}), OWNER(200, scanner=200)),
+    ("PATCH", "/api/v1/me/preferences"): (lambda w, r: Setup({}, {"reminders": False}), USERS(200)),
+    ("POST", "/api/v1/me/notifications/{notification_id}/read"): (
+        lambda w, r: Setup({"notification_id": str(uuid.uuid4())}), USERS(204)),
+    ("POST", "/api/v1/me/notifications/read-all"): (lambda w, r: Setup({}), USERS(204)),
     ("GET", "/health"): (lambda w, r: Setup({}), ALL(200)),
     ("GET", "/metrics"): (lambda w, r: Setup({}), ALL(200)),
     ("GET", "/openapi.json"): (lambda w, r: Setup({}), ALL(200)),
@@ -181,6 +186,7 @@ QUERY: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/events/{event_id}/seats"): (SHARED, ALL(200)),
     ("GET", "/api/v1/events/{event_id}/seats/stream"): (SHARED, ALL(200)),
     ("GET", "/api/v1/me/notifications/stream"): (NONE, BUYERS(200)),
+    ("GET", "/api/v1/me/notifications"): (NONE, USERS(200)),
     ("GET", "/api/v1/me/orders"): (NONE, BUYERS(200)),
     ("GET", "/api/v1/me/waitlist"): (NONE, BUYERS(200)),
     ("GET", "/api/v1/organizer/events/{event_id}/stats"): (SHARED, OWNER(200, admin=200)),

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from projectors import notifications as N
 from projectors import projection as P
 from projectors.store import Store
 from query_service import responses as R
@@ -260,22 +261,48 @@ def test_event_cancellation_without_the_seat_map_releases_a_pending_orders_seats
 
 # --- buyer notifications ------------------------------------------------------------------------------------
 def test_the_buyer_is_told_about_failed_payments_and_refunds_that_succeeded():
-    buyer, kind, data = P.notification(msg(2, "OrderPaymentFailed", {
-        "order": paid(version=2, status="payment_failed", payment="failed")}))
-    assert (buyer, kind, data["type"]) == ("b1", "payment_failed", "payment_failed")
-    assert data["order"]["status"] == "payment_failed" and data["order"]["payment"]["status"] == "failed"
-    assert "client_secret" not in data["order"]["payment"] and "buyer_id" not in data["order"]
+    [n] = N.plan(msg(2, "OrderPaymentFailed", {"order": paid(version=2, status="payment_failed", payment="failed")}))
+    assert (n.user_id, n.kind, n.cause) == ("b1", "payment_failed", "order:o1")
+    assert n.data["order"]["status"] == "payment_failed" and n.data["order"]["payment"]["status"] == "failed"
+    assert "client_secret" not in n.data["order"]["payment"] and "buyer_id" not in n.data["order"]
     ms = lifecycle()
-    buyer, kind, data = P.notification(ms[3])
-    assert (buyer, kind) == ("b1", "refund_succeeded")
-    assert data["order"]["refund"] == {"status": "succeeded", "amount": 200, "reason": "cancelled_by_buyer"}
-    assert P.notification(ms[0]) is None  # OrderPlaced: the buyer is on the provider's page
-    assert P.notification(ms[1])[1] == "order_confirmed" and P.notification(ms[2])[1] == "order_cancelled"
+    [n] = N.plan(ms[3])
+    assert (n.user_id, n.kind) == ("b1", "refund_succeeded")
+    assert n.data["order"]["refund"] == {"status": "succeeded", "amount": 200, "reason": "cancelled_by_buyer"}
+    assert N.plan(ms[0]) == []  # OrderPlaced: the buyer is on the provider's page
+    assert [x.kind for x in N.plan(ms[1]) + N.plan(ms[2])] == ["order_confirmed", "order_cancelled"]
     failed = msg(5, "RefundUpdated", {"order": paid(version=4, status="cancelled", payment="succeeded",
                                                     confirmed=True, cancelled=True, refund="failed")})
-    assert P.notification(failed) is None
-    assert P.notification(msg(6, "RefundUpdated", {"order": {**ms[3].data["order"], "refund": {
-        "status": "pending", "amount": 200, "reason": "cancelled_by_buyer"}}})) is None
+    assert N.plan(failed) == []
+    assert N.plan(msg(6, "RefundUpdated", {"order": {**ms[3].data["order"], "refund": {
+        "status": "pending", "amount": 200, "reason": "cancelled_by_buyer"}}})) == []
+
+
+def test_notification_ids_are_one_per_cause_kind_and_recipient():
+    ms = lifecycle()
+    [confirmed] = N.plan(ms[1])
+    again = P.Msg(ms[1].topic, ms[1].partition, ms[1].offset + 100, {**ms[1].env, "id": "resent-elsewhere"})
+    assert N.plan(again)[0].id == confirmed.id  # a re-send, a replay: the same notification
+    # the order's tickets join its confirmation
+    issued = msg(9, "TicketsIssued", {"order_id": "o1", "tickets": [
+        {"id": "t1", "order_id": "o1", "event_id": "e1", "buyer_id": "b1", "seat": "A-1-1", "status": "valid",
+         "code": "x.y", "version": 1}]})
+    nid, tickets = N.confirmation_tickets(issued)
+    assert nid == confirmed.id and tickets == [{"id": "t1", "seat": "A-1-1", "section": None, "code": "x.y"}]
+    # an event cancellation tells each buyer once, whatever the number of their orders
+    c1 = N.plan(msg(10, "OrderCancelled", {"order": paid(version=3, status="cancelled", cancelled=True),
+                                           "reason": "event_cancelled"}))
+    c2 = N.plan(msg(11, "OrderCancelled", {"order": {**paid(version=3, status="cancelled", cancelled=True),
+                                                     "id": "o2"}, "reason": "event_cancelled"}))
+    assert c1[0].kind == "event_cancelled" and c1[0].id == c2[0].id
+    # a reminder is of one start time: the same event moved gets a new one
+    def notice(starts_at: str, kind: str = "reminder", version: int = 3) -> P.Msg:
+        return msg(12, "HolderNotice", {"event_id": "e1", "buyer_id": "b1", "notice": kind, "event_version": version,
+                                        "title": "T", "starts_at": starts_at, "tickets": 2})
+    r1, r1b, r2 = (N.plan(notice(t))[0] for t in ("2027-01-01T20:00:00.000Z",) * 2 + ("2027-01-02T20:00:00.000Z",))
+    assert r1.kind == "event_reminder" and r1.id == r1b.id != r2.id
+    ch = N.plan(notice("2027-01-02T20:00:00.000Z", "changed", 4))[0]
+    assert ch.kind == "event_changed" and ch.data["tickets"] == 2
 
 
 # --- the query side: /me/orders/{id} and stats through their response models ---------------------------------------

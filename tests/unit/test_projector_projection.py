@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from projectors import notifications as N
 from projectors import projection as P
 
 EV = "e1"
@@ -250,14 +251,15 @@ def test_waitlist_newest_entry_version_wins_whatever_the_order():
 
 def test_waitlist_notifications_carry_the_offer():
     offered = msg(2, "WaitlistOffered", {"entry": entry("offered", 2, offer=OFFER)})
-    buyer, kind, data = P.notification(offered)
-    assert (buyer, kind) == ("b", "waitlist_offer")
-    assert data["offer"] == OFFER and data["entry"]["id"] == "w1" and data["entry"]["status"] == "offered"
-    assert data["entry"]["event_id"] == EV and "buyer_id" not in data["entry"]
-    buyer, kind, data = P.notification(msg(3, "OfferExpired", {"entry": entry("expired", 3), "reason": "declined"}))
-    assert (buyer, kind, data["reason"]) == ("b", "offer_expired", "declined") and "offer" not in data
-    assert P.notification(msg(1, "WaitlistJoined", {"entry": entry()})) is None
-    assert P.notification(msg(4, "WaitlistLeft", {"entry": entry("left", 2)})) is None
+    [n] = N.plan(offered)
+    assert (n.user_id, n.kind) == ("b", "waitlist_offer")
+    assert n.data["offer"] == OFFER and n.data["entry"]["id"] == "w1" and n.data["entry"]["status"] == "offered"
+    assert n.data["entry"]["event_id"] == EV and "buyer_id" not in n.data["entry"]
+    [n2] = N.plan(msg(3, "OfferExpired", {"entry": entry("expired", 3), "reason": "declined"}))
+    assert (n2.user_id, n2.kind, n2.data["reason"]) == ("b", "offer_expired", "declined") and "offer" not in n2.data
+    assert n2.id != n.id  # each message is its own cause
+    assert N.plan(msg(1, "WaitlistJoined", {"entry": entry()})) == []
+    assert N.plan(msg(4, "WaitlistLeft", {"entry": entry("left", 2)})) == []
 
 
 @pytest.mark.parametrize("seat_id, parts", [("A-1-7", ("A", "1", 7)), ("VIP-AA-1000", ("VIP", "AA", 1000))])

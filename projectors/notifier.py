@@ -1,0 +1,433 @@
+"""The notifier: ``python -m projectors.notifier``. Email, the inbox and the notification stream (issue 15).
+
+Two halves in one process, joined by MongoDB:
+
+1. **Record** (a thread): a confluent-kafka consumer in its own group (``EVENTLY_NOTIFIER_GROUP``) reads the outbox
+   topics. For each batch it plans the notifications (projectors/notifications.py: who is told what, each with an
+   id derived from cause, kind and recipient), then
+   - inserts them into ``notifications`` (the inbox read model and the ledger of what was mailed; an id already
+     there is a redelivery, a replay or a Debezium re-send, and is left alone),
+   - queues a mail in ``mail_queue`` for each one whose mail is still pending,
+   - attaches an order's tickets to its confirmation (TicketsIssued; the mail waits for them),
+   - applies NotificationsRead (marking read goes through the command side and the outbox),
+   - appends each new one to the user's SSE stream (``notify:<user>``, once per id),
+   and only then commits the batch's offsets. Nothing is lost if the process dies: what was not recorded is
+   delivered again.
+2. **Send** (asyncio): a dispatcher claims due mails from ``mail_queue`` (a compare-and-set on the entry's ``cv``,
+   so several notifier processes never take one mail at once) and hands them to ``EVENTLY_NOTIFIER_SENDERS``
+   senders, each with its own SMTP connection (aiosmtplib). A mail sent is recorded ``sent`` in its notification
+   and leaves the queue. A failure other than a 5xx reply (the server down, a timeout, a 4xx) puts the mail back
+   with exponential backoff (0.5 s doubling up to ``EVENTLY_NOTIFIER_RETRY_MAX_SECONDS``), so one failing address
+   never holds the others back; a 5xx reply, or ``EVENTLY_NOTIFIER_MAX_ATTEMPTS`` attempts, records it ``failed``.
+   A claim is a lease (``EVENTLY_NOTIFIER_LEASE_SECONDS``): a process that dies mid-send leaves its mails to be
+   claimed again when the lease ends.
+
+**Once per cause and recipient.** The id is recorded before any mail goes out, and a mail is sent only while its
+notification says ``pending``. The one window left: the process dies after the SMTP server accepted a mail and
+before ``sent`` was recorded. That mail goes out again when its lease ends, with the same ``Message-ID`` and
+``X-Evently-Notification-Id`` (receivers and Mailpit's ``--ignore-duplicate-ids`` can drop it); at most the mails
+in flight at the moment of a crash (``EVENTLY_NOTIFIER_SENDERS`` per process) can be sent twice. A graceful stop
+(SIGTERM, as the supervisor restarts) finishes the mails in flight and hands back the ones claimed but not started.
+
+**History is not mailed.** A notification whose cause is older than ``EVENTLY_NOTIFIER_MAX_AGE_SECONDS`` when first
+recorded (a new notifier group reading topics from the start) fills the inbox but is not mailed (``skipped``) nor
+streamed.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import Counter, Gauge, Histogram
+from pymongo import AsyncMongoClient, MongoClient
+from pymongo.errors import PyMongoError
+
+from common.logging import configure_logging
+from common.settings import Settings, get_settings
+from contracts import keys
+from contracts import readmodels as rm
+from projectors import mail
+from projectors import notifications as N
+from projectors import projection as P
+from projectors.store import insert_new
+from projectors.topics import SOURCE_TOPICS
+from projectors.worker import parse, serve_http, transient
+
+log = structlog.get_logger("notifier")
+
+RECORDED = Counter("evently_notifier_notifications_total", "Notifications recorded", ["kind", "outcome"])
+MAILS = Counter("evently_notifier_mails_total", "Mail attempts", ["outcome"])  # sent | retry | failed
+MAIL_LATENCY = Histogram("evently_notifier_cause_to_sent_seconds", "occurred_at of the cause -> SMTP accepted",
+                         buckets=(.05, .1, .2, .3, .5, .75, 1, 2, 5, 10, 30, 60, 300))
+QUEUE_DEPTH = Gauge("evently_notifier_mail_queue", "Mails waiting in mail_queue (sampled)")
+
+# Seconds before the nth retry: 0.5, 1, 2, ... capped by EVENTLY_NOTIFIER_RETRY_MAX_SECONDS.
+def backoff(attempts: int, cap: float) -> float:
+    return min(cap, 0.5 * 2 ** max(attempts - 1, 0))
+
+
+# The user's SSE stream gets each notification once: its id is remembered in a set next to the stream.
+NOTIFY_LUA = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return false end
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'type', ARGV[3], 'data', ARGV[4])
+"""
+NOTIFY_MAXLEN = 1000
+NOTIFY_SEEN_TTL_S = 30 * 24 * 3600
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _epoch(iso: str) -> float:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def links(s: Settings) -> dict[str, str]:
+    page = s.query_public_url.rstrip("/")
+    return {"page_url": page, "inbox_url": f"{page}/", "tickets_url": f"{page}/tickets"}
+
+
+# ---------------------------------------------------------------------------------------------------- recording
+class NotYetProjected(Exception):
+    """A notification names an event neither this process has seen created nor the events read model has yet
+    (the projector is behind): the batch is tried again shortly, like a store outage."""
+
+
+def event_info(doc: dict[str, Any], event_id: str) -> dict[str, Any]:
+    venue = doc.get("venue") or None
+    return {"id": event_id, "title": doc.get("title"), "starts_at": doc.get("starts_at"), "ends_at": doc.get("ends_at"),
+            "venue": {"name": venue.get("name"), "city": venue.get("city")} if venue else None}
+
+
+class Recorder:
+    """The Kafka half: messages -> notification documents, mail queue entries, read marks, SSE frames."""
+
+    def __init__(self, s: Settings, *, group: str, db=None, rds: redis.Redis | None = None,
+                 consumer_overrides: dict[str, Any] | None = None) -> None:
+        self.s = s
+        self.db = db if db is not None else MongoClient(s.mongo_url, serverSelectionTimeoutMS=5000)[s.mongo_db]
+        self.redis = rds if rds is not None else redis.Redis.from_url(s.redis_url, socket_timeout=5)
+        self._notify = self.redis.register_script(NOTIFY_LUA)
+        self.links = links(s)
+        self.group = group
+        self.consumer = Consumer({
+            "bootstrap.servers": s.kafka_bootstrap, "group.id": group, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10, "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1500, "log_level": 3, **(consumer_overrides or {})})
+        self.events: dict[str, dict[str, Any]] = {}  # event id -> {id, title, starts_at, venue} (a small cache)
+        self.stopping = threading.Event()
+        self.healthy = False
+        self.paused = False  # serve_http's /health reads it (the notifier is never paused by a rebuild)
+        self.on_recorded = lambda: None
+
+    def run(self) -> None:
+        self.consumer.subscribe(SOURCE_TOPICS)
+        log.info("notifier consuming", topics=SOURCE_TOPICS, group=self.group)
+        while not self.stopping.is_set():
+            first = self.consumer.poll(0.2)
+            self.healthy = True
+            if first is None:
+                continue
+            raw = [first] + self.consumer.consume(499, timeout=0)
+            self.process(raw)
+        self.consumer.close()
+
+    def process(self, raw: list[Message]) -> None:
+        msgs: list[P.Msg] = []
+        last: dict[tuple[str, int], int] = {}
+        for m in raw:
+            if m.error():
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", error=str(m.error()))
+                continue
+            last[(m.topic(), m.partition())] = m.offset()
+            try:
+                msgs.append(parse(m))
+            except P.PoisonMessage:
+                continue  # the projector dead-letters it; there is nothing to tell anyone
+        delay = 0.1
+        while not self.stopping.is_set():
+            try:
+                self.record(msgs)
+                break
+            except Exception as exc:  # noqa: BLE001
+                if not (transient(exc) or isinstance(exc, NotYetProjected)):
+                    log.exception("notifications of a batch could not be recorded; skipped", count=len(msgs))
+                    break
+                log.warning("store unavailable; the batch is retried", error=repr(exc), retry_in=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        else:
+            return  # stopping: the batch is not committed, and is delivered again
+        if last:
+            try:
+                self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
+                                     asynchronous=False)
+            except KafkaException as exc:  # recorded already: a redelivery changes nothing
+                log.warning("offset commit failed", error=str(exc))
+        self.on_recorded()
+
+    def _event(self, event_id: str) -> dict[str, Any]:
+        """What a mail says of its event: from the event's own messages (seen before any order of it, on the same
+        partition), else from the events read model (an event created before this process started)."""
+        ev = self.events.get(event_id)
+        if ev is None:
+            d = self.db[rm.EVENTS].find_one({"_id": event_id}, {"title": 1, "starts_at": 1, "ends_at": 1, "venue": 1})
+            if d is None:
+                raise NotYetProjected(f"event {event_id} is not in the read model yet")
+            ev = self._remember(event_id, d)
+        return ev
+
+    def _remember(self, event_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+        if len(self.events) > 10_000:
+            self.events.clear()
+        self.events[event_id] = ev = event_info(doc, event_id)
+        return ev
+
+    def record(self, msgs: list[P.Msg]) -> None:
+        docs, fresh = [], []
+        horizon = time.time() - self.s.notifier_max_age_seconds
+        for m in msgs:
+            if m.type in ("EventUpdated", "EventCreated"):
+                self._remember(m.aggregate_id, m.data)
+            for n in N.plan(m):
+                event = self._event(n.event_id)
+                if m.type == "HolderNotice":  # the time told is the message's (the read model may lag)
+                    event = {**event, "title": m.data["title"], "starts_at": m.data["starts_at"]}
+                doc = {"_id": n.id, "user_id": n.user_id, "kind": n.kind, "event_id": n.event_id, "event": event,
+                       "data": n.data, "created_at": n.created_at, "read_at": None, "cause": n.cause}
+                doc["title"], doc["body"] = mail.inbox_text(doc, self.links)
+                stale = _epoch(n.created_at) < horizon
+                doc["mail_status"] = "skipped" if stale else "pending"
+                doc["mail_attempts"] = 0
+                docs.append(doc)
+                if not stale:
+                    fresh.append(doc)
+        if docs:
+            dup = insert_new(self.db[rm.NOTIFICATIONS], docs)
+            for i, doc in enumerate(docs):
+                RECORDED.labels(doc["kind"], "duplicate" if i in dup else "new").inc()
+        if fresh:
+            # A mail is queued only while its notification is pending: a redelivery after it was sent queues
+            # nothing (and a sender re-checks the notification before sending anyway).
+            pending = {d["_id"] for d in self.db[rm.NOTIFICATIONS].find(
+                {"_id": {"$in": [d["_id"] for d in fresh]}, "mail_status": "pending"}, {"_id": 1})}
+            now = time.time()
+            queue = [{"_id": d["_id"], "next_at": now, "cv": 0, "ready": d["kind"] != "order_confirmed",
+                      "created_at": d["created_at"]} for d in fresh if d["_id"] in pending]
+            if queue:
+                insert_new(self.db[rm.MAIL_QUEUE], queue)
+        for m in msgs:  # an order's tickets complete its confirmation mail (same transaction, after it)
+            att = N.confirmation_tickets(m)
+            if att is not None:
+                nid, tickets = att
+                self.db[rm.NOTIFICATIONS].update_one({"_id": nid}, {"$set": {"tickets": tickets}})
+                self.db[rm.MAIL_QUEUE].update_one({"_id": nid}, {"$set": {"ready": True}})
+            mark = N.read_mark(m)
+            if mark is not None:
+                user, nid, at = mark
+                flt: dict[str, Any] = {"user_id": user, "read_at": None}
+                flt.update({"_id": nid} if nid else {"created_at": {"$lte": at}})
+                self.db[rm.NOTIFICATIONS].update_many(flt, {"$set": {"read_at": at}})
+        if fresh:
+            self.stream(fresh)
+
+    def stream(self, docs: list[dict[str, Any]]) -> None:
+        """Each new notification on its user's SSE stream, once per id (NOTIFY_LUA)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for d in docs:
+            frame = {"id": d["_id"], "type": d["kind"], "occurred_at": d["created_at"], "title": d["title"],
+                     "body": d["body"], "event": d["event"], **d["data"]}
+            self._notify(keys=[keys.notifications(d["user_id"]), keys.notifications_seen(d["user_id"])],
+                         client=pipe, args=[d["_id"], NOTIFY_MAXLEN, d["kind"],
+                                            json.dumps(frame, separators=(",", ":")), NOTIFY_SEEN_TTL_S])
+        pipe.execute()
+
+
+# ---------------------------------------------------------------------------------------------------- sending
+class Sender:
+    """The SMTP half: claims due mails, sends them, records the outcome."""
+
+    def __init__(self, s: Settings, db=None) -> None:
+        self.s = s
+        self.db = db if db is not None else AsyncMongoClient(s.mongo_url, serverSelectionTimeoutMS=5000)[s.mongo_db]
+        self.links = links(s)
+        self.wake = asyncio.Event()
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=s.notifier_senders * 4)
+        self.stopping = asyncio.Event()
+        self.users: dict[str, tuple[str, str]] = {}
+
+    async def run(self) -> None:
+        smtp = [mail.SMTPSender(self.s.smtp_url) for _ in range(self.s.notifier_senders)]
+        workers = [asyncio.create_task(self._send_loop(c)) for c in smtp]
+        try:
+            await self._dispatch()
+        finally:
+            for _ in workers:
+                await self.queue.put({})  # one stop marker per sender, after what is queued
+            await asyncio.gather(*workers, return_exceptions=True)
+            for c in smtp:
+                await c.close()
+
+    async def _dispatch(self) -> None:
+        """Claim due mails while the senders have room; wait for a wake-up (a batch recorded) or 0.5 s."""
+        last_depth = 0.0
+        while not self.stopping.is_set():
+            claimed = 0
+            try:
+                room = self.queue.maxsize - self.queue.qsize()
+                if room > 0:
+                    now = time.time()
+                    cursor = self.db[rm.MAIL_QUEUE].find({"ready": True, "next_at": {"$lte": now}}).sort(
+                        "next_at", 1).limit(room)
+                    for entry in await cursor.to_list(room):
+                        res = await self.db[rm.MAIL_QUEUE].update_one(
+                            {"_id": entry["_id"], "cv": entry["cv"]},
+                            {"$set": {"cv": entry["cv"] + 1, "next_at": now + self.s.notifier_lease_seconds}})
+                        if res.modified_count == 1:
+                            await self.queue.put({**entry, "cv": entry["cv"] + 1})
+                            claimed += 1
+                if time.monotonic() - last_depth > 5:
+                    QUEUE_DEPTH.set(await self.db[rm.MAIL_QUEUE].count_documents({}))
+                    last_depth = time.monotonic()
+            except PyMongoError as exc:
+                log.warning("mail queue unavailable", error=repr(exc))
+                await asyncio.sleep(1)
+            if claimed == 0:
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+        await self._hand_back()
+
+    async def _hand_back(self) -> None:
+        """Stopping: mails claimed but not started go back to the queue at once (not after their lease)."""
+        while not self.queue.empty():
+            entry = self.queue.get_nowait()
+            try:
+                await self.db[rm.MAIL_QUEUE].update_one({"_id": entry["_id"], "cv": entry["cv"]},
+                                                        {"$set": {"next_at": time.time()}})
+            except PyMongoError:
+                pass  # its lease ends anyway
+
+    async def _send_loop(self, smtp: mail.SMTPSender) -> None:
+        while True:
+            entry = await self.queue.get()
+            if not entry:
+                return
+            try:
+                await self.deliver(entry, smtp)
+            except Exception as exc:  # noqa: BLE001 - a sender survives anything; the lease brings the mail back
+                log.warning("delivery failed", notification=entry["_id"], error=repr(exc))
+
+    async def _recipient(self, user_id: str) -> tuple[str, str] | None:
+        if user_id not in self.users:
+            u = await self.db[rm.USERS].find_one({"_id": user_id}, {"email": 1, "name": 1})
+            if u is None:
+                return None  # the users read model has not caught up yet: try again shortly
+            if len(self.users) > 50_000:
+                self.users.clear()
+            self.users[user_id] = (u["email"], u.get("name") or "")
+        return self.users[user_id]
+
+    async def deliver(self, entry: dict[str, Any], smtp: mail.SMTPSender) -> None:
+        nid, claim = entry["_id"], {"_id": entry["_id"], "cv": entry["cv"]}
+        doc = await self.db[rm.NOTIFICATIONS].find_one({"_id": nid})
+        if doc is None or doc.get("mail_status") != "pending":
+            await self.db[rm.MAIL_QUEUE].delete_one(claim)  # sent already (a redelivery queued it again)
+            return
+        attempts = doc.get("mail_attempts", 0) + 1
+        to = await self._recipient(doc["user_id"])
+        try:
+            if to is None:
+                raise LookupError("recipient not in the users read model yet")
+            await smtp.send(mail.message(doc, to[0], to[1], self.s.mail_from, self.links))
+        except mail.PermanentFailure as exc:
+            await self._finish(claim, "failed", attempts, error=str(exc)[:500])
+            MAILS.labels("failed").inc()
+            log.warning("mail refused for good", notification=nid, error=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - the server away, a timeout, a 4xx: try again later
+            if attempts >= self.s.notifier_max_attempts:
+                await self._finish(claim, "failed", attempts, error=f"gave up: {exc!r}"[:500])
+                MAILS.labels("failed").inc()
+                return
+            delay = backoff(attempts, self.s.notifier_retry_max_seconds)
+            await self.db[rm.NOTIFICATIONS].update_one({"_id": nid}, {"$set": {
+                "mail_attempts": attempts, "mail_error": repr(exc)[:500]}})
+            await self.db[rm.MAIL_QUEUE].update_one(claim, {"$set": {"next_at": time.time() + delay}})
+            MAILS.labels("retry").inc()
+            log.info("mail retried later", notification=nid, attempts=attempts, retry_in=delay, error=repr(exc))
+            return
+        await self._finish(claim, "sent", attempts)
+        MAILS.labels("sent").inc()
+        MAIL_LATENCY.observe(max(time.time() - _epoch(doc["created_at"]), 0))
+
+    async def _finish(self, claim: dict[str, Any], status: str, attempts: int, error: str | None = None) -> None:
+        """Record the outcome in the notification, then drop the queue entry (a crash between the two re-checks
+        the notification and drops it then)."""
+        fields: dict[str, Any] = {"mail_status": status, "mail_attempts": attempts, "mail_done_at": now_iso()}
+        if error:
+            fields["mail_error"] = error
+        await self.db[rm.NOTIFICATIONS].update_one({"_id": claim["_id"]}, {"$set": fields})
+        await self.db[rm.MAIL_QUEUE].delete_one(claim)
+
+
+# ---------------------------------------------------------------------------------------------------- process
+def ensure_indexes(db) -> None:
+    for collection, index_keys in rm.NOTIFIER_INDEXES:
+        db[collection].create_index(index_keys)
+
+
+async def amain(s: Settings) -> None:
+    recorder = Recorder(s, group=s.notifier_group)
+    for attempt in range(30):  # the store may still be starting
+        try:
+            ensure_indexes(recorder.db)
+            break
+        except PyMongoError as exc:
+            log.warning("creating indexes failed, retrying", error=str(exc), attempt=attempt + 1)
+            await asyncio.sleep(1)
+    sender = Sender(s)
+    loop = asyncio.get_running_loop()
+    recorder.on_recorded = lambda: loop.call_soon_threadsafe(sender.wake.set)
+    serve_http(recorder, s.projector_host, s.notifier_metrics_port)
+
+    def stop() -> None:
+        log.info("notifier stopping: finishing the mails in flight")
+        recorder.stopping.set()
+        sender.stopping.set()
+        sender.wake.set()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    consuming = asyncio.create_task(asyncio.to_thread(recorder.run))
+    await sender.run()
+    await consuming
+
+
+def main() -> None:
+    configure_logging()
+    s = get_settings()
+    log.info("notifier starting", smtp=s.smtp_url.split("@")[-1], senders=s.notifier_senders, pid=os.getpid(),
+             run=str(uuid.uuid4())[:8])
+    asyncio.run(amain(s))
+
+
+if __name__ == "__main__":
+    main()
