@@ -7,7 +7,9 @@ Two halves in one process, joined by MongoDB:
    id derived from cause, kind and recipient), then
    - inserts them into ``notifications`` (the inbox read model and the ledger of what was mailed; an id already
      there is a redelivery, a replay or a Debezium re-send, and is left alone),
-   - queues a mail in ``mail_queue`` for each one whose mail is still pending,
+   - queues each new one's mail in ``mail_queue`` with what it needs to be rendered (a small collection: FerretDB
+     answers every lookup in a big one with a sequential scan, so sending never reads the ledger, except for a
+     mail queued again by a redelivery, which re-checks it first),
    - attaches an order's tickets to its confirmation (TicketsIssued; the mail waits for them),
    - applies NotificationsRead (marking read goes through the command side and the outbox),
    - appends each new one to the user's SSE stream (``notify:<user>``, once per id),
@@ -15,18 +17,19 @@ Two halves in one process, joined by MongoDB:
    delivered again.
 2. **Send** (asyncio): a dispatcher claims due mails from ``mail_queue`` (a compare-and-set on the entry's ``cv``,
    so several notifier processes never take one mail at once) and hands them to ``EVENTLY_NOTIFIER_SENDERS``
-   senders, each with its own SMTP connection (aiosmtplib). A mail sent is recorded ``sent`` in its notification
-   and leaves the queue. A failure other than a 5xx reply (the server down, a timeout, a 4xx) puts the mail back
-   with exponential backoff (0.5 s doubling up to ``EVENTLY_NOTIFIER_RETRY_MAX_SECONDS``), so one failing address
+   senders, each with its own SMTP connection (aiosmtplib). The mails sent are recorded ``sent`` in their
+   notifications and leave the queue together, every 0.2 s. A failure other than a 5xx reply (the server down,
+   a timeout, a 4xx) puts the mail back with exponential backoff (0.5 s doubling up to ``EVENTLY_NOTIFIER_RETRY_MAX_SECONDS``), so one failing address
    never holds the others back; a 5xx reply, or ``EVENTLY_NOTIFIER_MAX_ATTEMPTS`` attempts, records it ``failed``.
    A claim is a lease (``EVENTLY_NOTIFIER_LEASE_SECONDS``): a process that dies mid-send leaves its mails to be
    claimed again when the lease ends.
 
-**Once per cause and recipient.** The id is recorded before any mail goes out, and a mail is sent only while its
-notification says ``pending``. The one window left: the process dies after the SMTP server accepted a mail and
-before ``sent`` was recorded. That mail goes out again when its lease ends, with the same ``Message-ID`` and
-``X-Evently-Notification-Id`` (receivers and Mailpit's ``--ignore-duplicate-ids`` can drop it); at most the mails
-in flight at the moment of a crash (``EVENTLY_NOTIFIER_SENDERS`` per process) can be sent twice. A graceful stop
+**Once per cause and recipient.** The id is recorded before any mail goes out, and a mail is queued only once
+per notification (again only while the ledger says ``pending``). The one window left: the process dies after the
+SMTP server accepted a mail and before ``sent`` was recorded (at most 0.2 s plus two writes later). That mail
+goes out again when its lease ends, with the same ``Message-ID`` and ``X-Evently-Notification-Id`` (receivers,
+and Mailpit with ``--ignore-duplicate-ids``, can drop it). So a crash (kill -9, power loss) can send twice at most
+the mails accepted in its last 0.2 s and those in flight; nothing else is ever sent twice. A graceful stop
 (SIGTERM, as the supervisor restarts) finishes the mails in flight and hands back the ones claimed but not started.
 
 **History is not mailed.** A notification whose cause is older than ``EVENTLY_NOTIFIER_MAX_AGE_SECONDS`` when first
@@ -71,6 +74,12 @@ MAIL_LATENCY = Histogram("evently_notifier_cause_to_sent_seconds", "occurred_at 
                          buckets=(.05, .1, .2, .3, .5, .75, 1, 2, 5, 10, 30, 60, 300))
 QUEUE_DEPTH = Gauge("evently_notifier_mail_queue", "Mails waiting in mail_queue (sampled)")
 
+FINISH_EVERY = 0.2  # seconds between two recordings of the mails sent
+# A recipient the users read model does not know yet is waited for (the projector may lag) this long after the
+# cause, then the mail fails: load tests mint tokens for buyers who have no account, and so no address.
+RECIPIENT_WAIT_S = 300.0
+
+
 # Seconds before the nth retry: 0.5, 1, 2, ... capped by EVENTLY_NOTIFIER_RETRY_MAX_SECONDS.
 def backoff(attempts: int, cap: float) -> float:
     return min(cap, 0.5 * 2 ** max(attempts - 1, 0))
@@ -83,6 +92,9 @@ redis.call('EXPIRE', KEYS[2], ARGV[5])
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'type', ARGV[3], 'data', ARGV[4])
 """
 NOTIFY_MAXLEN = 1000
+# What a queued mail carries (rendered from the queue entry alone: FerretDB answers every lookup in the big
+# notifications collection with a sequential scan, so the hot path never reads it).
+MAIL_FIELDS = ("user_id", "kind", "event_id", "event", "data", "created_at")
 NOTIFY_SEEN_TTL_S = 30 * 24 * 3600
 
 
@@ -218,26 +230,32 @@ class Recorder:
                 docs.append(doc)
                 if not stale:
                     fresh.append(doc)
+        dup: set[int] = set()
         if docs:
             dup = insert_new(self.db[rm.NOTIFICATIONS], docs)
             for i, doc in enumerate(docs):
                 RECORDED.labels(doc["kind"], "duplicate" if i in dup else "new").inc()
         if fresh:
-            # A mail is queued only while its notification is pending: a redelivery after it was sent queues
-            # nothing (and a sender re-checks the notification before sending anyway).
-            pending = {d["_id"] for d in self.db[rm.NOTIFICATIONS].find(
-                {"_id": {"$in": [d["_id"] for d in fresh]}, "mail_status": "pending"}, {"_id": 1})}
+            # A new notification's mail is queued at once. One recorded before (a redelivery, a replay, a re-send)
+            # was queued then, unless the process died in between: it is queued again only while it still says
+            # pending, marked ``verify`` so that its sender re-reads the ledger first (it may have been sent
+            # since). Reading the big notifications collection is thus kept off the path of every new mail.
+            old = {docs[i]["_id"] for i in dup}
+            pending = set()
+            if old & {d["_id"] for d in fresh}:
+                pending = {d["_id"] for d in self.db[rm.NOTIFICATIONS].find(
+                    {"_id": {"$in": list(old)}, "mail_status": "pending"}, {"_id": 1})}
             now = time.time()
             queue = [{"_id": d["_id"], "next_at": now, "cv": 0, "ready": d["kind"] != "order_confirmed",
-                      "created_at": d["created_at"]} for d in fresh if d["_id"] in pending]
+                      "verify": d["_id"] in old, **{k: d[k] for k in MAIL_FIELDS}}
+                     for d in fresh if d["_id"] not in old or d["_id"] in pending]
             if queue:
                 insert_new(self.db[rm.MAIL_QUEUE], queue)
         for m in msgs:  # an order's tickets complete its confirmation mail (same transaction, after it)
             att = N.confirmation_tickets(m)
             if att is not None:
                 nid, tickets = att
-                self.db[rm.NOTIFICATIONS].update_one({"_id": nid}, {"$set": {"tickets": tickets}})
-                self.db[rm.MAIL_QUEUE].update_one({"_id": nid}, {"$set": {"ready": True}})
+                self.db[rm.MAIL_QUEUE].update_one({"_id": nid}, {"$set": {"tickets": tickets, "ready": True}})
             mark = N.read_mark(m)
             if mark is not None:
                 user, nid, at = mark
@@ -270,17 +288,22 @@ class Sender:
         self.wake = asyncio.Event()
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=s.notifier_senders * 4)
         self.stopping = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.sent: list[tuple[dict[str, Any], int]] = []  # (claim, attempts) sent, not yet recorded
         self.users: dict[str, tuple[str, str]] = {}
 
     async def run(self) -> None:
         smtp = [mail.SMTPSender(self.s.smtp_url) for _ in range(self.s.notifier_senders)]
         workers = [asyncio.create_task(self._send_loop(c)) for c in smtp]
+        finisher = asyncio.create_task(self._finish_sent())
         try:
             await self._dispatch()
         finally:
             for _ in workers:
                 await self.queue.put({})  # one stop marker per sender, after what is queued
             await asyncio.gather(*workers, return_exceptions=True)
+            self.idle.set()  # no mail in flight: the finisher records the last ones and ends
+            await finisher
             for c in smtp:
                 await c.close()
 
@@ -295,11 +318,10 @@ class Sender:
                     now = time.time()
                     cursor = self.db[rm.MAIL_QUEUE].find({"ready": True, "next_at": {"$lte": now}}).sort(
                         "next_at", 1).limit(room)
-                    for entry in await cursor.to_list(room):
-                        res = await self.db[rm.MAIL_QUEUE].update_one(
-                            {"_id": entry["_id"], "cv": entry["cv"]},
-                            {"$set": {"cv": entry["cv"] + 1, "next_at": now + self.s.notifier_lease_seconds}})
-                        if res.modified_count == 1:
+                    due = await cursor.to_list(room)
+                    won = await asyncio.gather(*(self._claim(e, now) for e in due))  # one round trip's time
+                    for entry, ok in zip(due, won):
+                        if ok:
                             await self.queue.put({**entry, "cv": entry["cv"] + 1})
                             claimed += 1
                 if time.monotonic() - last_depth > 5:
@@ -315,6 +337,13 @@ class Sender:
                 except asyncio.TimeoutError:
                     pass
         await self._hand_back()
+
+    async def _claim(self, entry: dict[str, Any], now: float) -> bool:
+        """Compare-and-set on the entry's ``cv``: of several notifier processes, one wins each mail."""
+        res = await self.db[rm.MAIL_QUEUE].update_one(
+            {"_id": entry["_id"], "cv": entry["cv"]},
+            {"$set": {"cv": entry["cv"] + 1, "next_at": now + self.s.notifier_lease_seconds}})
+        return res.modified_count == 1
 
     async def _hand_back(self) -> None:
         """Stopping: mails claimed but not started go back to the queue at once (not after their lease)."""
@@ -348,45 +377,65 @@ class Sender:
 
     async def deliver(self, entry: dict[str, Any], smtp: mail.SMTPSender) -> None:
         nid, claim = entry["_id"], {"_id": entry["_id"], "cv": entry["cv"]}
-        doc = await self.db[rm.NOTIFICATIONS].find_one({"_id": nid})
-        if doc is None or doc.get("mail_status") != "pending":
-            await self.db[rm.MAIL_QUEUE].delete_one(claim)  # sent already (a redelivery queued it again)
-            return
-        attempts = doc.get("mail_attempts", 0) + 1
-        to = await self._recipient(doc["user_id"])
+        if entry.get("verify") or "user_id" not in entry:  # queued again by a redelivery (or by a notifier
+            # from before 2026-12-05, whose entries carried nothing): sent since? and what to render
+            doc = await self.db[rm.NOTIFICATIONS].find_one({"_id": nid})
+            if doc is None or doc.get("mail_status") != "pending":
+                await self.db[rm.MAIL_QUEUE].delete_one(claim)
+                return
+            entry = {**{k: doc.get(k) for k in MAIL_FIELDS}, "tickets": doc.get("tickets"), **entry}
+        attempts = entry.get("attempts", 0) + 1
+        to = await self._recipient(entry["user_id"])
         try:
             if to is None:
+                if time.time() - _epoch(entry["created_at"]) > RECIPIENT_WAIT_S:
+                    raise mail.PermanentFailure("no such recipient in the users read model")
                 raise LookupError("recipient not in the users read model yet")
-            await smtp.send(mail.message(doc, to[0], to[1], self.s.mail_from, self.links))
+            await smtp.send(mail.message(entry, to[0], to[1], self.s.mail_from, self.links))
         except mail.PermanentFailure as exc:
-            await self._finish(claim, "failed", attempts, error=str(exc)[:500])
+            await self._finish_one(claim, "failed", attempts, error=str(exc)[:500])
             MAILS.labels("failed").inc()
             log.warning("mail refused for good", notification=nid, error=str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the server away, a timeout, a 4xx: try again later
             if attempts >= self.s.notifier_max_attempts:
-                await self._finish(claim, "failed", attempts, error=f"gave up: {exc!r}"[:500])
+                await self._finish_one(claim, "failed", attempts, error=f"gave up: {exc!r}"[:500])
                 MAILS.labels("failed").inc()
                 return
             delay = backoff(attempts, self.s.notifier_retry_max_seconds)
-            await self.db[rm.NOTIFICATIONS].update_one({"_id": nid}, {"$set": {
-                "mail_attempts": attempts, "mail_error": repr(exc)[:500]}})
-            await self.db[rm.MAIL_QUEUE].update_one(claim, {"$set": {"next_at": time.time() + delay}})
+            await self.db[rm.MAIL_QUEUE].update_one(claim, {"$set": {
+                "next_at": time.time() + delay, "attempts": attempts, "error": repr(exc)[:500]}})
             MAILS.labels("retry").inc()
             log.info("mail retried later", notification=nid, attempts=attempts, retry_in=delay, error=repr(exc))
             return
-        await self._finish(claim, "sent", attempts)
+        self.sent.append((claim, attempts))
         MAILS.labels("sent").inc()
-        MAIL_LATENCY.observe(max(time.time() - _epoch(doc["created_at"]), 0))
+        MAIL_LATENCY.observe(max(time.time() - _epoch(entry["created_at"]), 0))
 
-    async def _finish(self, claim: dict[str, Any], status: str, attempts: int, error: str | None = None) -> None:
-        """Record the outcome in the notification, then drop the queue entry (a crash between the two re-checks
-        the notification and drops it then)."""
-        fields: dict[str, Any] = {"mail_status": status, "mail_attempts": attempts, "mail_done_at": now_iso()}
-        if error:
-            fields["mail_error"] = error
-        await self.db[rm.NOTIFICATIONS].update_one({"_id": claim["_id"]}, {"$set": fields})
+    async def _finish_one(self, claim: dict[str, Any], status: str, attempts: int, error: str) -> None:
+        await self.db[rm.NOTIFICATIONS].update_one({"_id": claim["_id"]}, {"$set": {
+            "mail_status": status, "mail_attempts": attempts, "mail_error": error, "mail_done_at": now_iso()}})
         await self.db[rm.MAIL_QUEUE].delete_one(claim)
+
+    async def _finish_sent(self) -> None:
+        """Every ``FINISH_EVERY`` s: the mails sent since are recorded ``sent`` in the ledger, then leave the queue
+        (two writes for the lot, not per mail). Until then their claims keep them from being sent again; a crash
+        in between is the window the module's doc bounds."""
+        while True:
+            stopping = self.stopping.is_set() and self.idle.is_set()
+            batch, self.sent = self.sent, []
+            if batch:
+                ids = [c["_id"] for c, _ in batch]
+                try:
+                    await self.db[rm.NOTIFICATIONS].update_many({"_id": {"$in": ids}}, {"$set": {
+                        "mail_status": "sent", "mail_done_at": now_iso()}})
+                    await self.db[rm.MAIL_QUEUE].delete_many({"_id": {"$in": ids}})
+                except PyMongoError as exc:
+                    log.warning("recording sent mails failed; retried", error=repr(exc))
+                    self.sent = batch + self.sent
+            if stopping and not self.sent:
+                return
+            await asyncio.sleep(FINISH_EVERY)
 
 
 # ---------------------------------------------------------------------------------------------------- process

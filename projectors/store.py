@@ -56,6 +56,9 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'off', ARGV[1], 
                   'rm', ARGV[4], 'occ', ARGV[5], 'k', ARGV[6])
 """
 
+feed_key = keys.seat_feed
+
+
 def insert_new(collection, docs: list[dict[str, Any]]) -> set[int]:
     """Insert documents that may already exist (unordered ``insert_many``, fast on FerretDB).
     Returns the indexes of those that did (duplicate key); any other write error is raised."""
