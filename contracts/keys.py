@@ -4,9 +4,10 @@ Per event, the command side's seat gate keeps its keys in one Redis Cluster hash
 - ``evently:{E}:lock:<seat>``: hold id, expiring with the hold (command_service/adapters/seat_locks.py);
 - ``evently:{E}:seats``: hash seat -> ``<version>:S`` (sold) or ``<version>:A`` (available again).
 The projector writes, and the query service reads:
-- ``feed:<event_id>``: the Redis Stream of an event's seat changes (SSE ``seats`` frames; the entry id is the SSE id);
-- ``notify:<user_id>``: the stream of a user's notifications, ``notify-seen:<user_id>`` the outbox ids already
-  appended to it (each notification goes out once).
+- ``feed:<event_id>``: the Redis Stream of an event's seat changes (SSE ``seats`` frames; the entry id is the SSE id).
+The notifier writes, and the query service reads:
+- ``notify:<user_id>``: the stream of a user's notifications, ``notify-seen:<user_id>`` the notification ids
+  already appended to it (each notification goes out once).
 Both services read the token revocation set ``evently:auth:revoked`` (below).
 A rebuild pauses the live projectors:
 - ``evently:projector:pause`` (value = rebuild id, with a TTL) and ``evently:projector:paused:<group>`` (ack).

@@ -72,6 +72,8 @@ RECORDED = Counter("evently_notifier_notifications_total", "Notifications record
 MAILS = Counter("evently_notifier_mails_total", "Mail attempts", ["outcome"])  # sent | retry | failed
 MAIL_LATENCY = Histogram("evently_notifier_cause_to_sent_seconds", "occurred_at of the cause -> SMTP accepted",
                          buckets=(.05, .1, .2, .3, .5, .75, 1, 2, 5, 10, 30, 60, 300))
+RECORD_LATENCY = Histogram("evently_notifier_cause_to_recorded_seconds", "occurred_at of the cause -> recorded",
+                           buckets=(.01, .025, .05, .1, .2, .3, .5, .75, 1, 2, 5, 10, 30))
 QUEUE_DEPTH = Gauge("evently_notifier_mail_queue", "Mails waiting in mail_queue (sampled)")
 
 FINISH_EVERY = 0.2  # seconds between two recordings of the mails sent
@@ -157,7 +159,7 @@ class Recorder:
                 continue
             raw = [first] + self.consumer.consume(499, timeout=0)
             self.process(raw)
-        self.consumer.close()
+        self.consumer.close()  # commits what is still in flight
 
     def process(self, raw: list[Message]) -> None:
         msgs: list[P.Msg] = []
@@ -186,11 +188,11 @@ class Recorder:
                 delay = min(delay * 2, 5.0)
         else:
             return  # stopping: the batch is not committed, and is delivered again
-        if last:
+        if last:  # asynchronous: the batch is recorded already, so a lost commit only means a harmless redelivery
             try:
                 self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
-                                     asynchronous=False)
-            except KafkaException as exc:  # recorded already: a redelivery changes nothing
+                                     asynchronous=True)
+            except KafkaException as exc:
                 log.warning("offset commit failed", error=str(exc))
         self.on_recorded()
 
@@ -213,6 +215,8 @@ class Recorder:
 
     def record(self, msgs: list[P.Msg]) -> None:
         docs, fresh = [], []
+        # an order's tickets complete its confirmation mail (TicketsIssued: same transaction, right after it)
+        tickets = dict(t for t in map(N.confirmation_tickets, msgs) if t is not None)
         horizon = time.time() - self.s.notifier_max_age_seconds
         for m in msgs:
             if m.type in ("EventUpdated", "EventCreated"):
@@ -249,13 +253,17 @@ class Recorder:
             queue = [{"_id": d["_id"], "next_at": now, "cv": 0, "ready": d["kind"] != "order_confirmed",
                       "verify": d["_id"] in old, **{k: d[k] for k in MAIL_FIELDS}}
                      for d in fresh if d["_id"] not in old or d["_id"] in pending]
+            for q in queue:  # the confirmation's tickets, when they came in this batch too (the usual case)
+                if q["_id"] in tickets:
+                    q.update(tickets=tickets.pop(q["_id"]), ready=True)
             if queue:
                 insert_new(self.db[rm.MAIL_QUEUE], queue)
-        for m in msgs:  # an order's tickets complete its confirmation mail (same transaction, after it)
-            att = N.confirmation_tickets(m)
-            if att is not None:
-                nid, tickets = att
-                self.db[rm.MAIL_QUEUE].update_one({"_id": nid}, {"$set": {"tickets": tickets, "ready": True}})
+            done = time.time()
+            for d in fresh:
+                RECORD_LATENCY.observe(max(done - _epoch(d["created_at"]), 0))
+        for nid, tks in tickets.items():  # tickets of a confirmation queued by an earlier batch
+            self.db[rm.MAIL_QUEUE].update_one({"_id": nid}, {"$set": {"tickets": tks, "ready": True}})
+        for m in msgs:
             mark = N.read_mark(m)
             if mark is not None:
                 user, nid, at = mark
