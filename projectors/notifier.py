@@ -64,7 +64,7 @@ from projectors import notifications as N
 from projectors import projection as P
 from projectors.store import insert_new
 from projectors.topics import SOURCE_TOPICS
-from projectors.worker import parse, serve_http, transient
+from projectors.consuming import parse, serve_http, transient
 
 log = structlog.get_logger("notifier")
 

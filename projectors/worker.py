@@ -14,29 +14,25 @@ position per partition, plus freshness histograms (occurred_at -> read model / -
 """
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
 from collections import Counter as Counter_
 from typing import Any, Callable
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import redis
 import structlog
 import tenacity
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client import Counter, Gauge, Histogram
 from pymongo import MongoClient
-from pymongo.errors import (BulkWriteError, ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError,
-                             WTimeoutError)
+from pymongo.errors import PyMongoError
 
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
 from contracts import keys
-from contracts.errors import error_body
 from projectors import projection as P
+from projectors.consuming import parse, serve_http, transient  # noqa: F401 (parse, transient: tests import them here)
 from projectors.store import Store, ensure_indexes
 from projectors.topics import DLQ_TOPIC, SOURCE_TOPICS
 
@@ -59,64 +55,12 @@ PAUSE_KEY = keys.PROJECTOR_PAUSE  # set by projectors.rebuild (value = rebuild i
 PAUSED_ACK = keys.projector_paused_ack  # the worker's acknowledgement: no batch in flight
 
 
-# MongoDB error codes that the document or the update itself causes: the same message fails the same way every
-# time, so it is dead-lettered. Every other server error is treated as transient and retried (a stuck partition
-# shows in the lag metric and the log; a dead-lettered message is a read model silently missing a change).
-# FerretDB reports a lost or refused PostgreSQL backend as code 1 (InternalError: "failed to connect", "unexpected
-# EOF"): the fault suite (tests/faults) found that counting those as permanent dead-lettered a whole outage's
-# messages.
-PERMANENT_MONGO_CODES = frozenset({
-    2,      # BadValue
-    9,      # FailedToParse
-    14,     # TypeMismatch
-    15,     # Overflow
-    28,     # PathNotViable
-    40,     # ConflictingUpdateOperators
-    52, 53, 55, 56, 57,  # $-prefixed / invalid _id / DBRef / empty / dotted field names
-    66,     # ImmutableField
-    121,    # DocumentValidationFailure
-    10334,  # BSONObjectTooLarge
-    17280,  # KeyTooLong
-})
-
-
-def transient(exc: BaseException) -> bool:
-    """Will the same batch succeed later? Lost connections, timeouts, a server not (yet) reachable, and any store
-    error that is not one the data causes (``PERMANENT_MONGO_CODES``): yes, retry the batch with backoff. Anything
-    else (a write the store refuses for what it holds, a document too large, a bug met by one message's data): no,
-    the message is dead-lettered with the error and the partition moves on."""
-    if isinstance(exc, (ConnectionFailure, ExecutionTimeout, WTimeoutError)):
-        return True
-    if isinstance(exc, BulkWriteError):  # permanent only if every write failed for its data
-        codes = {e.get("code") for e in (exc.details or {}).get("writeErrors", [])}
-        return not codes or not codes <= PERMANENT_MONGO_CODES
-    if isinstance(exc, OperationFailure):
-        return exc.code not in PERMANENT_MONGO_CODES
-    if isinstance(exc, PyMongoError) and (exc.has_error_label("RetryableWriteError")
-                                          or exc.has_error_label("TransientTransactionError")):
-        return True
-    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError))
-
-
 def mongo_db(s: Settings):
     return MongoClient(s.mongo_url, serverSelectionTimeoutMS=5000, maxPoolSize=32)[s.mongo_db]
 
 
 def redis_client(s: Settings) -> redis.Redis:
     return redis.Redis.from_url(s.redis_url, socket_timeout=5)
-
-
-def parse(msg: Message) -> P.Msg:
-    """Kafka message -> validated Msg, or PoisonMessage."""
-    if msg.value() is None:
-        raise P.PoisonMessage("empty message value")
-    try:
-        env = json.loads(msg.value())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise P.PoisonMessage(f"not JSON: {exc}") from exc
-    P.validate(env)
-    ts_type, ts = msg.timestamp()
-    return P.Msg(msg.topic(), msg.partition(), msg.offset(), env, P.occurred_ms(env), float(ts) if ts_type else None)
 
 
 class Projector:
@@ -369,33 +313,6 @@ class Projector:
                     LAG.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
         except Exception as exc:  # noqa: BLE001 - metrics must never kill the worker
             log.debug("lag update failed", error=str(exc))
-
-
-def serve_http(worker: Projector, host: str, port: int):
-    """``/metrics`` is prometheus_client's own WSGI app; ``/health`` says whether the worker is consuming."""
-    metrics_app = make_wsgi_app()
-
-    def app(environ, start_response):
-        path = environ.get("PATH_INFO", "")
-        if path == "/metrics":
-            return metrics_app(environ, start_response)
-        if path == "/health":
-            ok = worker.healthy
-            body = json.dumps({"status": "ok" if ok else "unavailable", "checks": {"paused": worker.paused}})
-            status = "200 OK" if ok else "503 Service Unavailable"
-        else:
-            body, status = json.dumps(error_body("NOT_FOUND", "no such path")), "404 Not Found"
-        data = body.encode()
-        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-        return [data]
-
-    class Quiet(WSGIRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def main() -> None:
