@@ -84,3 +84,26 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidToken("expected 'Authorization: Bearer <token>'")
     return token.strip()
+
+
+# --- waiting-room admissions (issue 16): minted by the command side's admitter, shown by the query service,
+# checked by the hold path. A different audience from access tokens, so neither passes for the other.
+ADMISSION_AUDIENCE = "evently-admission"
+
+
+def encode_admission(entry_id: str, buyer_id: str, event_id: str, expires_at: float, secret: str) -> str:
+    """Deterministic for one admission (same claims, same token), so any process can mint it again."""
+    return jwt.encode({"sub": buyer_id, "evt": event_id, "jti": entry_id, "exp": int(expires_at), "iss": ISSUER,
+                       "aud": ADMISSION_AUDIENCE}, secret, algorithm=ALGORITHM)
+
+
+def admission_valid(token: str | None, buyer_id: str, event_id: str, secret: str) -> bool:
+    """The token admits this buyer to this event now (signature, audience, binding and expiry)."""
+    if not token:
+        return False
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER, audience=ADMISSION_AUDIENCE,
+                            options={"require": ["sub", "evt", "jti", "exp"]})
+    except jwt.PyJWTError:
+        return False
+    return claims["sub"] == buyer_id and claims["evt"] == event_id

@@ -111,6 +111,11 @@ class EventDocument(_Open):
     version: StrictInt = 1
     created_at: Timestamp
     updated_at: Timestamp
+    # flash-sale controls (issue 16), absent when not set: holds open at sale_starts_at; a buyer's places are
+    # capped at max_per_buyer; waiting_room = {admit_per_minute, admission_seconds}
+    sale_starts_at: Timestamp | None = None
+    max_per_buyer: StrictInt | None = None
+    waiting_room: dict[str, StrictInt] | None = None
 
 
 class Hold(_Open):
@@ -388,11 +393,32 @@ class PromoCodeCreated(_Open):
     created_at: Timestamp
 
 
+class QueueEntry(_Open):
+    id: NonEmpty
+    buyer_id: NonEmpty
+    pre_open: bool = False  # joined before the sale opened: ordered by a random draw among those
+    seq: StrictInt
+    joined_at: Timestamp
+    admission_expires_at: Timestamp | None = None
+
+
+class QueueJoined(_Open):
+    """A buyer joined the event's waiting room (one entry per buyer and event)."""
+    event_id: NonEmpty
+    entry: QueueEntry
+
+
+class QueueAdmitted(_Open):
+    """The admitter let these entries in (each may hold until its ``admission_expires_at``)."""
+    event_id: NonEmpty
+    entries: List[QueueEntry]
+
+
 DATA_MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (
     UserRegistered, UserUpdated, VenueCreated, EventCreated, EventUpdated, EventPublished, EventCancelled, SeatsHeld, SeatsReleased,
     OrderPlaced, OrderConfirmed, OrderCancelled, OrderPaymentFailed, OrderPaymentSettled, RefundUpdated, TicketsIssued, TicketsVoided,
     TicketCheckedIn, WaitlistJoined, WaitlistOffered, OfferExpired, WaitlistConverted, WaitlistLeft,
-    PromoCodeCreated, NotificationsRead, HolderNotice)}
+    PromoCodeCreated, NotificationsRead, HolderNotice, QueueJoined, QueueAdmitted)}
 # Kafka topic per aggregate type: evently.<aggregatetype> (Debezium outbox router). Everything about one event
 # shares aggregate type "event" and the event id as key, so it stays in commit order on one partition.
 # Accounts and what their owner does to their own inbox are aggregate type "user" (key = user id).

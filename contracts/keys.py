@@ -56,3 +56,25 @@ def projector_paused_ack(group: str) -> str:
 # rebuilds the set from PostgreSQL (table revoked_tokens), so a set without it was lost (FLUSHALL) and is not trusted.
 REVOKED_TOKENS = "evently:auth:revoked"
 REVOKED_TOKENS_COMPLETE = "complete"
+
+
+# The waiting room of an event (issue 16; command_service/service_layer/waiting_room.py writes, the query service
+# reads). PostgreSQL's queue_entries is the record; these are rebuilt from it when lost (no ``built`` marker).
+def queue_waiting(event_id: str) -> str:
+    """Sorted set: entry id -> order key (pre-open joiners: their random draw in [0, 1); later: 1 + arrival seq)."""
+    return f"evently:{{{event_id}}}:queue"
+
+
+def queue_entries(event_id: str) -> str:
+    """Hash: entry id -> buyer id (every entry, waiting or admitted)."""
+    return f"evently:{{{event_id}}}:queue:entries"
+
+
+def queue_admitted(event_id: str) -> str:
+    """Hash: entry id -> JSON {token, expires_at} of its admission."""
+    return f"evently:{{{event_id}}}:queue:admitted"
+
+
+def queue_built(event_id: str) -> str:
+    """Present while the three keys above hold the whole queue (set after a rebuild from PostgreSQL)."""
+    return f"evently:{{{event_id}}}:queue:built"

@@ -42,7 +42,7 @@ HIDE_BOOKKEEPING = {f: 0 for f in BOOKKEEPING}  # a find() projection
 # --- shared document fields ---------------------------------------------------------------------------------
 # What the public event list reads from an EVENTS document (projectors.projection.event_static writes them).
 EVENT_LIST_FIELDS = ("title", "category", "venue", "starts_at", "status", "currency", "price_min", "price_max",
-                     "capacity", "available")
+                     "capacity", "available", "sale_starts_at")
 # An order document keeps its payment and refund with these fields (the API's ``payment`` / ``refund``).
 ORDER_PAYMENT_FIELDS = ("id", "provider", "status", "checkout_url", "expires_at")
 ORDER_REFUND_FIELDS = ("status", "amount", "reason")

@@ -144,6 +144,8 @@ def event_static(data: dict[str, Any]) -> dict[str, Any]:
         doc["price_min"], doc["price_max"] = min(prices), max(prices)
     doc.setdefault("status", "draft")
     doc.setdefault("version", 1)
+    for k in ("sale_starts_at", "max_per_buyer", "waiting_room"):  # a control turned off is absent: clear it
+        doc.setdefault(k, None)
     return doc
 
 

@@ -51,7 +51,7 @@ from query_service.params import (PLANNED, PLANNED_MESSAGE, RESET, UUID_PATTERN,
                                   EventListQuery, NoQuery, NotificationsQuery, NotificationStreamQuery, OrganizerEventsQuery,
                                   OrganizerStreamQuery, PageQuery, Paging, Query, SeatStreamQuery, TicketsQuery,
                                   UsersQuery, parse_query, stream_position)
-from query_service.responses import (AdminAnalytics, AttendeePage, EventDetail, EventPage, NotificationPage, Order, OrderPage,
+from query_service.responses import (AdminAnalytics, AttendeePage, EventDetail, EventPage, NotificationPage, Order, OrderPage, QueueEntry,
                                      OrganizerEventPage, OrganizerStats, OrganizerVenuePage, SeatMap, TicketPage,
                                      UserPage, WaitlistPage, render)
 
@@ -435,6 +435,64 @@ async def organizer_stream(request: Request, q: OrganizerStreamQuery) -> Respons
                 last = body
                 yield {"event": "stats", "data": body}
             await asyncio.sleep(STATS_POLL_S)
+
+    address = request.client.host if request.client else "unknown"
+    slots: StreamSlots = request.app.state.stream_slots
+    slots.take(address)
+    return EventSourceResponse(slots.hold(frames(), address, p, request.app.state.revocations), ping=15,
+                               send_timeout=request.app.state.settings.sse_send_timeout_seconds,
+                               headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+# --- the waiting room ---------------------------------------------------------------------------------------
+QUEUE_POLL_S = 0.5  # the queue stream re-reads the entry this often (a Redis round trip) and sends changes
+
+
+async def _queue_entry(request: Request, p: Principal) -> dict[str, Any]:
+    require(p, "buyer")
+    event_id, entry_id = _event_id(request), request.path_params["entry_id"]
+    if not UUID_RE.match(entry_id):
+        raise ApiError("NOT_FOUND", "no such queue entry")
+    try:
+        entry = await views.queue_entry(request.app.state.redis, event_id, entry_id.lower(), p.user_id)
+    except views.QueueUnavailable:
+        raise ApiError("DEPENDENCY_UNAVAILABLE", "the waiting room is being restored; try again in a moment",
+                       {"dependency": "redis"}, headers={"Retry-After": "1"}) from None
+    if entry is None:
+        raise ApiError("NOT_FOUND", "no such queue entry")
+    return entry
+
+
+@get("/api/v1/events/{event_id}/queue/{entry_id}", "Your place in an event's waiting room", ok=QueueEntry,
+     errors=(404, 503), auth=True, tags=("buyer",),
+     description="`position` counts down to 1 (next in); once admitted, `status: admitted` with the `admission` "
+                 "token to hold with. Another buyer's entry is a 404.")
+async def queue_entry(request: Request, _: NoQuery) -> Response:
+    return private_json(render(QueueEntry, await _queue_entry(request, principal(request))))
+
+
+@get("/api/v1/events/{event_id}/queue/{entry_id}/stream", "Your place in the waiting room, live (SSE)",
+     ok="text/event-stream", query=OrganizerStreamQuery, errors=(400, 404, 503), auth=True, tags=("streams",),
+     description="`event: queue` frames, each the entry as GET .../queue/{entry_id} answers it: one at connect, "
+                 "then one whenever it changes (every 0.5 s at most), the last one with the admission. The token "
+                 "may come as `?access_token=`.")
+async def queue_stream(request: Request, q: OrganizerStreamQuery) -> Response:
+    p = principal(request, query_token=q.access_token)
+    await _queue_entry(request, p)  # 404 / 503 before the stream starts
+
+    async def frames():
+        last = None
+        while True:
+            try:
+                entry = render(QueueEntry, await _queue_entry(request, p))
+            except ApiError:
+                await asyncio.sleep(QUEUE_POLL_S)  # being restored: the next read answers
+                continue
+            body = entry.model_dump_json(exclude_unset=True)
+            if body != last:
+                last = body
+                yield {"event": "queue", "data": body}
+            await asyncio.sleep(QUEUE_POLL_S)
 
     address = request.client.host if request.client else "unknown"
     slots: StreamSlots = request.app.state.stream_slots

@@ -10,7 +10,7 @@ when they do not apply).
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,6 +61,7 @@ class EventListItem(Body):
     price_max: Money
     capacity: Count
     available: Count
+    on_sale_at: DateTime = Field(None, description="holds open at this instant (absent: as soon as it is on sale)")
 
 
 class Venue(Body):
@@ -78,6 +79,11 @@ class SectionCounts(Body):
     held: Count
     sold: Count
     price: Money
+
+
+class WaitingRoom(Body):
+    admit_per_minute: Annotated[int, Field(ge=1)]
+    admission_seconds: Annotated[int, Field(ge=1)]
 
 
 class EventDetail(Body):
@@ -99,6 +105,9 @@ class EventDetail(Body):
     sections: list[SectionCounts]
     version: Annotated[int, Field(ge=1, description="the event's version (bumped by every change)")]
     updated_at: DateTime
+    on_sale_at: DateTime = Field(None, description="holds open at this instant (absent: as soon as it is on sale)")
+    max_per_buyer: Annotated[int, Field(ge=1, description="a buyer's held + sold places never exceed it")] = None
+    waiting_room: WaitingRoom = None
 
 
 class Seat(Body):
@@ -348,6 +357,20 @@ class Notification(Body):
                                              ", `tickets`... by kind")
     created_at: DateTime
     read_at: DateTime | None
+
+
+class Admission(Body):
+    token: str = Field(description="send it as `admission` in the hold's body (POST /api/v1/events/{id}/holds)")
+    expires_at: DateTime
+
+
+class QueueEntry(Body):
+    """CONTRACT "Flash-sale controls": a waiting-room entry, as its buyer follows it."""
+    id: Uuid
+    event_id: Uuid
+    position: int | None = Field(description="1 = next in; 0 once admitted; null: not placed yet")
+    status: Literal["waiting", "admitted"]
+    admission: Admission = None
 
 
 class NotificationPage(Page[Notification]):

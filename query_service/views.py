@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import re
 from typing import Any
 
@@ -68,6 +69,8 @@ async def event_list(db: AsyncDatabase, flt: dict[str, Any], page: int, page_siz
             doc["id"] = doc.pop("_id")
             venue = doc.get("venue") or {}
             doc["venue"] = {"name": venue.get("name"), "city": venue.get("city")}
+            if doc.get("sale_starts_at"):
+                doc["on_sale_at"] = doc["sale_starts_at"]
             items.append(doc)
     return {"items": items, "page": page, "page_size": page_size, "total": total}
 
@@ -100,6 +103,8 @@ async def event_detail(db: AsyncDatabase, event_id: str) -> dict[str, Any] | Non
         "held": doc.get("held", 0), "sold": doc.get("sold", 0),
         "price_min": doc.get("price_min"), "price_max": doc.get("price_max"),
         "sections": _sections(doc), "version": doc.get("version"), "updated_at": doc.get("updated_at"),
+        **{k: v for k, v in (("on_sale_at", doc.get("sale_starts_at")), ("max_per_buyer", doc.get("max_per_buyer")),
+                             ("waiting_room", doc.get("waiting_room"))) if v is not None},
     }
 
 
@@ -178,6 +183,29 @@ async def my_order(db: AsyncDatabase, buyer_id: str, order_id: str) -> dict[str,
     """One of the buyer's own orders; None for an unknown order and for another buyer's (the same 404)."""
     doc = await db.orders.find_one({"_id": order_id, "buyer_id": buyer_id})
     return None if doc is None else (await _with_tickets(db, [_order(doc)]))[0]
+
+
+# --- the waiting room (Redis, written by the command side: service_layer/waiting_room.py) -------------
+class QueueUnavailable(Exception):
+    """The event's queue is being rebuilt from PostgreSQL (Redis lost it): try again in a moment."""
+
+
+async def queue_entry(redis: Any, event_id: str, entry_id: str, buyer_id: str) -> dict[str, Any] | None:
+    """The buyer's own entry: its live position (1 = next), or its admission; None for another's or an unknown."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.exists(keys.queue_built(event_id))
+    pipe.hget(keys.queue_entries(event_id), entry_id)
+    pipe.zrank(keys.queue_waiting(event_id), entry_id)
+    pipe.hget(keys.queue_admitted(event_id), entry_id)
+    built, owner, rank, admission = await pipe.execute()
+    if not built:
+        raise QueueUnavailable()
+    if owner is None or (owner.decode() if isinstance(owner, bytes) else owner) != buyer_id:
+        return None
+    out: dict[str, Any] = {"id": entry_id, "event_id": event_id}
+    if admission is not None:
+        return {**out, "position": 0, "status": "admitted", "admission": json.loads(admission)}
+    return {**out, "position": None if rank is None else rank + 1, "status": "waiting"}
 
 
 # --- the inbox (the notifier's notifications collection) ---------------------------------------------

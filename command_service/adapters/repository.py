@@ -123,7 +123,7 @@ PREPARED = {
                         "WHERE s.event_id = $2 AND s.seat_id = ANY($3) AND s.status = 'available' " + SEAT_CHANGE,
     "ev_reserve_ga": "UPDATE ga_sections g SET held = g.held + $1, version = g.version + 1 "
                      "WHERE g.event_id = $2 AND g.section = $3 AND g.held + g.sold + $1 <= g.capacity " + GA_STATE,
-    "ev_sale_terms": "SELECT status, currency, prices FROM events WHERE id = $1",
+    "ev_sale_terms": "SELECT status, currency, prices, sale_starts_at FROM events WHERE id = $1",
     "ev_add_hold": "INSERT INTO holds (id, event_id, buyer_id, seats, section, quantity, total, currency, status, "
                    "expires_at, waitlist_entry_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     "ev_checkout": END_HOLD_SQL.format(status="'converted'", hold="$1", buyer=" AND buyer_id = $2 AND expires_at > now()",
@@ -139,7 +139,8 @@ PREPARED = {
     "ev_checkout_context": "SELECT h.*, o.id AS order_id FROM holds h LEFT JOIN orders o ON o.hold_id = h.id "
                            "WHERE h.id = $1",
     "ev_outbox": "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES ($1, $2, $3, $4, $5)",
-    "ev_sale_info": "SELECT e.status, v.sections FROM events e JOIN venues v ON v.id = e.venue_id WHERE e.id = $1",
+    "ev_sale_info": "SELECT e.status, v.sections, e.sale_starts_at, e.max_per_buyer, e.waiting_room FROM events e "
+                    "JOIN venues v ON v.id = e.venue_id WHERE e.id = $1",
     # check-in: of any number of concurrent scans of one ticket, exactly one finds it valid
     "ev_check_in": "UPDATE tickets SET status = 'checked_in', checked_in_at = $4, checked_in_by = $3, "
                    "version = version + 1 WHERE id = $1 AND event_id = $2 AND status = 'valid' RETURNING *",
@@ -343,11 +344,12 @@ class Repository:
         layout = event.venue.layout
         self.queue(
             "INSERT INTO events (id, organizer_id, venue_id, title, description, category, starts_at, ends_at, "
-            "currency, prices, status, version, created_at, updated_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "currency, prices, status, version, created_at, updated_at, sale_starts_at, max_per_buyer, waiting_room) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (event.id, event.organizer_id, event.venue.id, event.title, event.description, event.category,
              event.starts_at, event.ends_at, event.currency, Jsonb(event.prices), event.status, event.version,
-             event.created_at, event.updated_at))
+             event.created_at, event.updated_at, event.sale_starts_at, event.max_per_buyer,
+             Jsonb(event.waiting_room) if event.waiting_room else None))
         self.queue("INSERT INTO seats (event_id, seat_id) SELECT %s, unnest(%s::text[])", (event.id, layout.seat_ids()))
         ga = layout.ga_sections()
         self.queue(
@@ -363,7 +365,42 @@ class Repository:
             return None
         return Event(str(r["id"]), str(r["organizer_id"]), self._venue(r, "v_"), r["title"], r["description"],
                      r["category"], r["starts_at"], r["ends_at"], r["currency"], r["prices"], r["status"],
-                     r["version"], r["created_at"], r["updated_at"])
+                     r["version"], r["created_at"], r["updated_at"], r["sale_starts_at"], r["max_per_buyer"],
+                     r["waiting_room"])
+
+    # --- the waiting room (service_layer/waiting_room.py) -------------------------------------------------
+    async def join_queue(self, entry_id: str, event_id: str, buyer_id: str) -> tuple[dict[str, Any], bool]:
+        """The buyer's entry (a new one, or the one they have: one per buyer and event); True when new. Joining
+        before ``sale_starts_at`` draws a random place among the early joiners (``draw``); later joiners have draw
+        0 and queue by ``seq``."""
+        r = await self._one(
+            "INSERT INTO queue_entries (id, event_id, buyer_id, pre_open, draw) SELECT %(id)s, e.id, %(b)s, o.pre, "
+            "CASE WHEN o.pre THEN random() ELSE 0 END FROM events e, "
+            "LATERAL (SELECT e.sale_starts_at IS NOT NULL AND now() < e.sale_starts_at AS pre) o WHERE e.id = %(e)s "
+            "ON CONFLICT (event_id, buyer_id) DO NOTHING RETURNING *", {"id": entry_id, "e": event_id, "b": buyer_id})
+        if r is not None:
+            return r, True
+        return await self._one("SELECT * FROM queue_entries WHERE event_id = %s AND buyer_id = %s",
+                               (event_id, buyer_id)), False
+
+    async def queue_of(self, event_id: str) -> list[dict[str, Any]]:
+        return await self._execute("SELECT * FROM queue_entries WHERE event_id = %s", (event_id,))
+
+    async def claim_admitting_events(self, limit: int = 20) -> list[dict[str, Any]]:
+        """On-sale waiting-room events, locked (SKIP LOCKED: one admitter per event at once, whichever process)."""
+        return await self._execute(
+            "SELECT id, sale_starts_at, waiting_room, admitted FROM events WHERE status = 'on_sale' "
+            "AND waiting_room IS NOT NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED", (limit,))
+
+    async def admit(self, event_id: str, n: int, admission_s: int, admitted_before: int) -> list[dict[str, Any]]:
+        """Admit the next ``n`` waiting entries in queue order; ``events.admitted`` becomes ``admitted_before``
+        plus those admitted."""
+        rows = await self._execute(
+            "UPDATE queue_entries SET admitted_at = now(), admission_expires_at = now() + make_interval(secs => %s) "
+            "WHERE id IN (SELECT id FROM queue_entries WHERE event_id = %s AND admitted_at IS NULL "
+            "ORDER BY pre_open DESC, draw, seq LIMIT %s) RETURNING *", (admission_s, event_id, n))
+        self.queue("UPDATE events SET admitted = %s WHERE id = %s", (admitted_before + len(rows), event_id))
+        return rows
 
     # --- notices to ticket holders (service_layer/notices.py) -----------------------------------------------
     async def claim_due_reminders(self, within_s: float, limit: int) -> list[dict[str, Any]]:
@@ -389,13 +426,16 @@ class Repository:
     async def save_event(self, event: Event) -> None:
         self.queue(
             "UPDATE events SET title = %s, description = %s, category = %s, starts_at = %s, ends_at = %s, "
-            "prices = %s, status = %s, version = %s, updated_at = %s WHERE id = %s",
+            "prices = %s, status = %s, version = %s, updated_at = %s, sale_starts_at = %s, max_per_buyer = %s, "
+            "waiting_room = %s WHERE id = %s",
             (event.title, event.description, event.category, event.starts_at, event.ends_at, Jsonb(event.prices),
-             event.status, event.version, event.updated_at, event.id))
+             event.status, event.version, event.updated_at, event.sale_starts_at, event.max_per_buyer,
+             Jsonb(event.waiting_room) if event.waiting_room else None, event.id))
 
     async def sale_info(self, event_id: str) -> SaleInfo | None:
         r = await self._one(*self.prepared("ev_sale_info", (event_id,)))
-        return SaleInfo(event_id, r["status"], Layout.from_json(r["sections"])) if r else None
+        return SaleInfo(event_id, r["status"], Layout.from_json(r["sections"]), r["sale_starts_at"],
+                        r["max_per_buyer"], r["waiting_room"]) if r else None
 
     # --- holds ----------------------------------------------------------------------------
     async def reserve(self, hold: Hold) -> tuple[InventoryChange, SaleTerms | None]:
@@ -412,7 +452,22 @@ class Repository:
         rows, found = await self.run(inventory, terms)
         t = found[0] if found else None
         change = _seats(rows) if hold.seats else _ga(rows)
-        return change, SaleTerms(t["status"], t["currency"], t["prices"]) if t else None
+        return change, SaleTerms(t["status"], t["currency"], t["prices"], t["sale_starts_at"]) if t else None
+
+    async def buyer_places(self, event_id: str, buyer_id: str) -> int:
+        """A buyer's held + sold places on an event (active holds, pending and confirmed orders), read under a
+        transaction-scoped lock on (event, buyer): the buyer's concurrent holds on the event take turns here, and
+        each counts what the one before committed. PostgreSQL alone decides (no Redis). The count is a later
+        statement than the lock, so its snapshot is taken once the lock is held (one round trip for both)."""
+        params = {"e": event_id, "b": buyer_id}
+        _, rows = await self.run(
+            ("SELECT pg_advisory_xact_lock(hashtextextended(%(e)s || ':' || %(b)s, 0))", params),
+            ("SELECT (SELECT coalesce(sum(coalesce(array_length(seats, 1), quantity)), 0) FROM holds "
+             " WHERE event_id = %(e)s AND buyer_id = %(b)s AND status = 'active' AND expires_at > now())"
+             " + (SELECT coalesce(sum(coalesce(array_length(seats, 1), quantity)), 0) FROM orders "
+             " WHERE event_id = %(e)s AND buyer_id = %(b)s AND status IN ('pending_payment', 'confirmed')) AS n",
+             params))
+        return int(rows[0]["n"])
 
     async def seat_states(self, event_id: str, seat_ids: list[str]) -> list[SeatChange]:
         rows = await self._execute(
@@ -503,7 +558,7 @@ class Repository:
 
     async def sale_terms(self, event_id: str) -> SaleTerms | None:
         r = await self._one(*self.prepared("ev_sale_terms", (event_id,)))
-        return SaleTerms(r["status"], r["currency"], r["prices"]) if r else None
+        return SaleTerms(r["status"], r["currency"], r["prices"], r["sale_starts_at"]) if r else None
 
     async def waitlist_position(self, entry: WaitlistEntry) -> int:
         r = await self._one("SELECT count(*) AS n FROM waitlist_entries WHERE event_id = %s AND status = 'waiting' "

@@ -138,6 +138,18 @@ class CreateVenue(Authenticated):
 
 
 # --- events -------------------------------------------------------------------------------
+class WaitingRoom(Command):
+    """Holds on the event need an admission from its waiting room (POST /events/{id}/queue)."""
+    admit_per_minute: Annotated[int, Field(ge=1, le=1_000_000, strict=True,
+                                           description="buyers let in per minute (see docs/flash-sales.md)")]
+    admission_seconds: Annotated[int, Field(ge=30, le=86_400, strict=True,
+                                            description="how long an admission lets its buyer hold")]
+
+
+MaxPerBuyer = Annotated[int, Field(ge=1, le=10_000, strict=True,
+                                   description="a buyer's held plus sold places on the event never exceed it")]
+
+
 class CreateEvent(Authenticated):
     venue_id: Uuid
     title: Text(200)
@@ -147,6 +159,9 @@ class CreateEvent(Authenticated):
     ends_at: UtcDatetime | None = None
     currency: Currency
     prices: Prices
+    sale_starts_at: UtcDatetime | None = None
+    max_per_buyer: MaxPerBuyer | None = None
+    waiting_room: WaitingRoom | None = None
 
 
 class UpdateEvent(Authenticated):
@@ -159,15 +174,22 @@ class UpdateEvent(Authenticated):
     starts_at: UtcDatetime = None
     ends_at: UtcDatetime | None = None
     prices: Prices = None
+    sale_starts_at: UtcDatetime | None = None  # null: the sale is open as soon as the event is on sale
+    max_per_buyer: MaxPerBuyer | None = None   # null: no limit
+    waiting_room: WaitingRoom | None = None    # null: no waiting room
 
     @model_validator(mode="after")
     def _some_change(self) -> UpdateEvent:
         if not self.changes():
-            raise ValueError("give at least one of title, description, category, starts_at, ends_at, prices")
+            raise ValueError("give at least one of title, description, category, starts_at, ends_at, prices, "
+                             "sale_starts_at, max_per_buyer, waiting_room")
         return self
 
     def changes(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.model_fields_set if f not in ("actor", "event_id")}
+        out = {f: getattr(self, f) for f in self.model_fields_set if f not in ("actor", "event_id")}
+        if out.get("waiting_room") is not None:
+            out["waiting_room"] = out["waiting_room"].model_dump()
+        return out
 
 
 class PublishEvent(Authenticated):
@@ -185,6 +207,8 @@ class CreateHold(Authenticated):
                      Field(min_length=1, max_length=MAX_SEATS_PER_HOLD)] | None = None
     section: Annotated[Code | None, Field(description="a general-admission section's code (with `quantity`)")] = None
     quantity: Annotated[int, Field(ge=1, le=MAX_SEATS_PER_HOLD, strict=True)] | None = None
+    admission: Annotated[str, StringConstraints(max_length=2048),
+                         Field(description="the waiting room's admission token (events with a waiting room)")] | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> CreateHold:
@@ -200,6 +224,10 @@ class CreateHold(Authenticated):
 
 class ReleaseHold(Authenticated):
     hold_id: str
+
+
+class JoinQueue(Authenticated):
+    event_id: str
 
 
 PromoCodeText = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{3,32}$"),

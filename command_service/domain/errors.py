@@ -54,6 +54,14 @@ class SoldOut(DomainError):
     code = "SOLD_OUT"
 
 
+class LimitExceeded(DomainError):
+    code = "LIMIT_EXCEEDED"
+
+
+class AdmissionRequired(DomainError):
+    code = "ADMISSION_REQUIRED"
+
+
 class HoldExpired(DomainError):
     code = "HOLD_EXPIRED"
 

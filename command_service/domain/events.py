@@ -221,3 +221,24 @@ class HolderNotice(DomainEvent):
             if v is not None:
                 data[f"previous_{k}"] = iso(v)
         return cls(str(event["id"]), data)
+
+
+# --- the waiting room (issue 16) -----------------------------------------------------------------------------
+def queue_entry(row: dict[str, Any]) -> dict[str, Any]:
+    out = {"id": str(row["id"]), "buyer_id": str(row["buyer_id"]), "pre_open": row["pre_open"], "seq": row["seq"],
+           "joined_at": iso(row["joined_at"])}
+    if row.get("admission_expires_at") is not None:
+        out["admission_expires_at"] = iso(row["admission_expires_at"])
+    return out
+
+
+class QueueJoined(DomainEvent):
+    @classmethod
+    def of(cls, event_id: str, row: dict[str, Any]) -> QueueJoined:
+        return cls(event_id, {"event_id": event_id, "entry": queue_entry(row)})
+
+
+class QueueAdmitted(DomainEvent):
+    @classmethod
+    def of(cls, event_id: str, rows: list[dict[str, Any]]) -> QueueAdmitted:
+        return cls(event_id, {"event_id": event_id, "entries": [queue_entry(r) for r in rows]})

@@ -231,7 +231,8 @@ class Venue:
 
 
 # --- events -------------------------------------------------------------------------------
-EDITABLE_FIELDS = ("title", "description", "category", "starts_at", "ends_at", "prices")
+EDITABLE_FIELDS = ("title", "description", "category", "starts_at", "ends_at", "prices", "sale_starts_at",
+                   "max_per_buyer", "waiting_room")
 
 
 def check_prices(layout: Layout, prices: dict[str, int], *, partial: bool = False) -> None:
@@ -263,6 +264,11 @@ class Event:
     version: int = 1
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    # flash-sale controls (issue 16): holds open at sale_starts_at (None: at publishing); a buyer's held + sold
+    # places never exceed max_per_buyer; waiting_room = {admit_per_minute, admission_seconds}: holds need admission
+    sale_starts_at: datetime | None = None
+    max_per_buyer: int | None = None
+    waiting_room: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         check_prices(self.venue.layout, self.prices)
@@ -317,20 +323,37 @@ class Event:
             "capacity": self.venue.layout.capacity,
             "sections": [{**s.to_json(), "price": self.prices[s.code]} for s in self.venue.layout.sections],
             "version": self.version, "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),
+            **({"sale_starts_at": iso(self.sale_starts_at)} if self.sale_starts_at else {}),
+            **({"max_per_buyer": self.max_per_buyer} if self.max_per_buyer else {}),
+            **({"waiting_room": dict(self.waiting_room)} if self.waiting_room else {}),
         }
+
+
+def ensure_sale_open(status: str, sale_starts_at: datetime | None, now: datetime | None = None) -> None:
+    """Holds are taken only on an on-sale event whose sale has started: a check against the clock, made inside
+    the hold's transaction (no timer has to fire for a sale to open)."""
+    if status != "on_sale":
+        raise errors.EventNotOnSale(f"the event is {status}", {"status": status})
+    if sale_starts_at is not None and (now or utcnow()) < sale_starts_at:
+        raise errors.EventNotOnSale("the sale has not started yet",
+                                    {"status": status, "on_sale_at": iso(sale_starts_at)})
 
 
 @dataclass(frozen=True)
 class SaleTerms:
-    """An event's status and prices as read inside a hold or checkout transaction."""
+    """An event's status, prices and sale controls as read inside a hold or checkout transaction."""
 
     status: str
     currency: str
     prices: dict[str, int]
+    sale_starts_at: datetime | None = None
 
     def ensure_on_sale(self) -> None:
         if self.status != "on_sale":
             raise errors.EventNotOnSale(f"the event is {self.status}", {"status": self.status})
+
+    def ensure_sale_open(self) -> None:
+        ensure_sale_open(self.status, self.sale_starts_at)
 
 
 @dataclass(frozen=True)
@@ -340,6 +363,9 @@ class SaleInfo:
     event_id: str
     status: str
     layout: Layout
+    sale_starts_at: datetime | None = None
+    max_per_buyer: int | None = None
+    waiting_room: dict[str, int] | None = None
 
 
 # --- inventory changes --------------------------------------------------------------------

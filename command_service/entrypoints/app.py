@@ -326,10 +326,25 @@ async def cancel_event(request: web.Request) -> web.Response:
 @route("POST", "/api/v1/events/{event_id}/holds", "Hold seats (all or nothing) until the hold expires", ok=201,
        response=schemas.Hold, body=commands.CreateHold, errors_=(404, 409), tags=("buying",),
        description="`{seats: [seat_id, ...]}` (at most 10) or `{section, quantity}` for a general-admission "
-                   "section. 409 `SEATS_UNAVAILABLE` (details.seats), `SOLD_OUT` or `EVENT_NOT_ON_SALE`.")
+                   "section. 409 `SEATS_UNAVAILABLE` (details.seats), `SOLD_OUT`, `EVENT_NOT_ON_SALE` (also before "
+                   "`sale_starts_at`: details.on_sale_at) or `LIMIT_EXCEEDED` (details: limit, current: the buyer's "
+                   "held + sold places); 403 `ADMISSION_REQUIRED` on a waiting-room event without a valid "
+                   "`admission`.")
 async def create_hold(request: web.Request) -> web.Response:
     hold = await run(request, commands.CreateHold, event_id=path_id(request, "event_id"))
     return web.json_response(hold.to_json(), status=201)
+
+
+@route("POST", "/api/v1/events/{event_id}/queue", "Join an event's waiting room (buyer)", ok=201,
+       response=schemas.QueueEntry, errors_=(404, 409), tags=("buying",),
+       description="One entry per buyer and event: joining again answers the same entry. Joining before "
+                   "`sale_starts_at` puts you in a pool shuffled at random at opening; later, in arrival order. "
+                   "Follow it at the query service (`GET /api/v1/events/{id}/queue/{entry_id}`, or its `/stream`) "
+                   "until `admission` comes, then hold with it. 409 `INVALID_STATE` when the event has no "
+                   "waiting room, `EVENT_NOT_ON_SALE` when it is not on sale.")
+async def join_queue(request: web.Request) -> web.Response:
+    entry = await run(request, commands.JoinQueue, body=False, event_id=path_id(request, "event_id"))
+    return web.json_response(entry, status=201)
 
 
 @route("DELETE", "/api/v1/holds/{hold_id}", "Release a hold (owning buyer)", ok=204, errors_=(404,),

@@ -34,6 +34,20 @@ class Preferences(ResponseModel):
     marketing: bool = Field(description="marketing-type mail (Evently sends none yet; the choice is kept)")
 
 
+class Admission(ResponseModel):
+    token: str = Field(description="send it as `admission` in the hold's body")
+    expires_at: DateTime
+
+
+class QueueEntry(ResponseModel):
+    id: Uuid
+    event_id: Uuid
+    position: int | None = Field(description="1 = next in; 0 once admitted; null while the queue is being "
+                                             "rebuilt")
+    status: Literal["waiting", "admitted"]
+    admission: Admission = None
+
+
 class Token(ResponseModel):
     access_token: str = Field(description="a JWT (HS256) for `Authorization: Bearer`")
     token_type: Literal["bearer"]

@@ -6,8 +6,9 @@ keyspace notifications. Several processes sweep safely: each claims a batch of e
 with FOR UPDATE SKIP LOCKED, and releasing a hold is a conditional update anyway.
 It also runs the order lifecycle's steps (service_layer/orders.py): the seats of orders whose payment window
 ended go back on sale, payments still pending after their window + grace (or of orders cancelled meanwhile) are
-reconciled with the provider, refunds the provider has not answered are asked again, and the ticket holders of
-events due a reminder are reminded (service_layer/notices.py). Each claims its rows
+reconciled with the provider, refunds the provider has not answered are asked again, the ticket holders of
+events due a reminder are reminded (service_layer/notices.py), and waiting rooms admit what the clock allows
+(service_layer/waiting_room.py). Each claims its rows
 with SKIP LOCKED and pushes their next time on, so several processes never do one twice at once.
 It also purges, once a minute, idempotency keys older than 24 h, refresh tokens expired for a day, and outbox
 rows older than ``EVENTLY_OUTBOX_RETENTION_SECONDS`` (Debezium streamed them long ago: it reads the WAL).
@@ -22,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from command_service.adapters import outbox
 from command_service.adapters.idempotency import IdempotencyStore
-from command_service.service_layer import handlers, notices, orders
+from command_service.service_layer import handlers, notices, orders, waiting_room
 from command_service.service_layer.services import Services
 
 log = structlog.get_logger()
@@ -38,7 +39,7 @@ async def run(svc: Services, pool: AsyncConnectionPool, idempotency: Idempotency
             if expired:
                 log.info("holds_expired", count=expired)
             for step in (orders.release_ended_windows, orders.reconcile_payments, orders.retry_refunds,
-                         notices.sweep_reminders):
+                         notices.sweep_reminders, waiting_room.admit_due):
                 try:  # one failing step (the provider down, a deadlock) does not hold the others back
                     done = await step(svc)
                     if done:

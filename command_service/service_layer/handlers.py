@@ -20,7 +20,7 @@ import structlog
 import tenacity
 
 from common import revocation
-from common.auth import Principal, encode_token
+from common.auth import Principal, admission_valid, encode_token
 from command_service import metrics
 from command_service.adapters.passwords import hash_password, verify_password
 from command_service.domain import commands, errors
@@ -30,8 +30,9 @@ from command_service.domain.events import (EventCancelled, EventCreated, EventPu
                                            UserRegistered, UserUpdated, VenueCreated,
                                            WaitlistJoined, WaitlistLeft)
 from command_service.domain.model import (Event, Hold, InventoryChange, PromoCode, User, Venue,
-                                          WaitlistEntry, new_id, require_owner, require_role, utcnow)
-from command_service.service_layer import notices, orders, tickets
+                                          WaitlistEntry, ensure_sale_open, new_id, require_owner, require_role,
+                                          utcnow)
+from command_service.service_layer import notices, orders, tickets, waiting_room
 from command_service.service_layer.services import Services, best_effort
 from command_service.service_layer.unit_of_work import TransientConflict, UnitOfWork
 from command_service.service_layer.waitlist import lock_offers, offer_waitlist, waitlist_scope
@@ -195,7 +196,9 @@ async def create_event(cmd: commands.CreateEvent, svc: Services) -> Event:
             raise errors.ValidationError("unknown venue", {"venue_id": "no such venue"})
         require_owner(cmd.actor, venue.organizer_id)
         event = Event(new_id(), cmd.actor.user_id, venue, cmd.title, cmd.description, cmd.category, cmd.starts_at,
-                      cmd.ends_at, cmd.currency, dict(cmd.prices))
+                      cmd.ends_at, cmd.currency, dict(cmd.prices), sale_starts_at=cmd.sale_starts_at,
+                      max_per_buyer=cmd.max_per_buyer,
+                      waiting_room=cmd.waiting_room.model_dump() if cmd.waiting_room else None)
         await uow.repo.add_event(event)
         uow.emit(EventCreated.of(event))
         await uow.commit()
@@ -224,6 +227,7 @@ async def update_event(cmd: commands.UpdateEvent, svc: Services) -> Event:
             if {"starts_at", "ends_at"} & set(changed):
                 await notices.tell_time_changed(uow, event, before)
         await uow.commit()
+    svc.catalog.forget(event.id)  # the hold path's cache: sale time, limit, waiting room
     return event
 
 
@@ -231,6 +235,8 @@ async def publish_event(cmd: commands.PublishEvent, svc: Services) -> Event:
     async with svc.uow() as uow:
         event = await _owned_event(uow, cmd.actor, cmd.event_id)
         if event.publish():
+            if event.waiting_room and event.sale_starts_at is None:
+                event.sale_starts_at = event.updated_at  # the waiting room's clock starts at publishing
             await uow.repo.save_event(event)
             uow.emit(EventPublished.of(event))
         await uow.commit()
@@ -280,8 +286,11 @@ async def cancel_event(cmd: commands.CancelEvent, svc: Services) -> Event:
 async def create_hold(cmd: commands.CreateHold, svc: Services) -> Hold:
     require_role(cmd.actor, "buyer")
     sale = await svc.catalog.get(cmd.event_id)
-    if sale.status != "on_sale":
-        raise errors.EventNotOnSale(f"the event is {sale.status}", {"status": sale.status})
+    ensure_sale_open(sale.status, sale.sale_starts_at)  # checked again inside the transaction (SaleTerms)
+    if sale.waiting_room and not admission_valid(cmd.admission, cmd.actor.user_id, sale.event_id,
+                                                 svc.settings.jwt_secret):
+        raise errors.AdmissionRequired("this event has a waiting room: join it (POST /events/{id}/queue) and "
+                                       "hold with the admission it gives", {"admission": "missing, invalid or expired"})
     hold = Hold.request(sale, cmd.actor.user_id, cmd.seats, cmd.section, cmd.quantity, svc.settings.hold_ttl_seconds)
     kind = "seated" if hold.seats else "ga"
     if hold.seats:  # 1. Redis: every seat lock or none (GA places are arbitrated by PostgreSQL alone)
@@ -291,10 +300,16 @@ async def create_hold(cmd: commands.CreateHold, svc: Services) -> Hold:
             raise errors.SeatsUnavailable(taken)
     try:  # 2. PostgreSQL decides
         async with svc.uow() as uow:
+            if sale.max_per_buyer:  # PostgreSQL decides, under a lock per (event, buyer): Redis plays no part
+                current = await uow.repo.buyer_places(hold.event_id, hold.buyer_id)
+                if current + hold.quantity > sale.max_per_buyer:
+                    raise errors.LimitExceeded(
+                        f"at most {sale.max_per_buyer} places per buyer on this event; you have {current}",
+                        {"limit": sale.max_per_buyer, "current": current})
             change, terms = await uow.repo.reserve(hold)
             if terms is None:
                 raise errors.NotFound("no such event")
-            terms.ensure_on_sale()
+            terms.ensure_sale_open()
             if not hold.covered_by(change):
                 if hold.seats:
                     raise await _seats_taken(uow, svc, hold, change)
@@ -305,8 +320,8 @@ async def create_hold(cmd: commands.CreateHold, svc: Services) -> Hold:
             uow.emit(SeatsHeld.of(hold, change))
             await uow.commit()
     except BaseException as exc:
-        if isinstance(exc, errors.EventNotOnSale):
-            svc.catalog.forget(hold.event_id)
+        if isinstance(exc, (errors.EventNotOnSale, errors.LimitExceeded)):
+            svc.catalog.forget(hold.event_id)  # a stale entry (or a limit just changed): read it again next time
         if hold.seats:
             await best_effort(hold.event_id, svc.locks.settle(hold.event_id, hold_id=hold.id, unlock=hold.seats))
         raise
@@ -453,6 +468,7 @@ HANDLERS: dict[type[commands.Command], Callable[[Any, Services], Awaitable[Any]]
     commands.CancelEvent: cancel_event,
     commands.CreateHold: create_hold,
     commands.ReleaseHold: release_hold,
+    commands.JoinQueue: waiting_room.join_queue,
     commands.Checkout: orders.checkout,
     commands.CancelOrder: orders.cancel_order,
     commands.JoinWaitlist: join_waitlist,

@@ -38,7 +38,7 @@ def _fields(cell: str) -> set[str]:
 
 EVENT_DOCUMENT = {"id", "organizer_id", "status", "title", "description", "category", "venue", "venue_id",
                   "starts_at", "ends_at", "currency", "prices", "capacity", "sections", "version", "created_at",
-                  "updated_at"}
+                  "updated_at", "sale_starts_at", "max_per_buyer", "waiting_room"}
 
 
 def test_events_md_lists_every_event_type_and_nothing_else():

@@ -1,0 +1,131 @@
+"""The waiting room (issue 16; CONTRACT v2 "Flash-sale controls"; docs/flash-sales.md).
+
+An event with ``waiting_room = {admit_per_minute, admission_seconds}`` takes holds only from admitted buyers.
+
+- **Join** (``POST /events/{id}/queue``): one entry per buyer and event, recorded in PostgreSQL
+  (``queue_entries``). Before ``sale_starts_at`` an entry draws a random number: at opening, early joiners are
+  let in in the order of their draws (a shuffle nobody can game by refreshing first); later joiners queue by
+  arrival (``seq``).
+- **Admit**: the sweeper of every command-service process runs :func:`admit_due`. It claims waiting-room events
+  whose sale has opened with ``FOR UPDATE SKIP LOCKED`` (one admitter per event at a time, whichever process),
+  and admits as many entries as the clock allows: ``floor(admit_per_minute * (seconds since opening + 1) / 60)``
+  in all, at most a minute's worth at once. It depends on no timer: a sweep that comes late admits what is due.
+- **Admission**: a token signed with the JWT secret (audience ``evently-admission``), bound to buyer and event,
+  valid ``admission_seconds`` (common/auth.py). The hold path checks it without any lookup.
+- **Redis** holds the working queue the query service reads (positions: a sorted set; admissions: a hash;
+  contracts/keys.py). It is written after each commit. If Redis loses it (a flush, a restart without its data),
+  the ``built`` marker is gone too, and the next sweep rebuilds all of it from PostgreSQL, order included; until
+  then the query service answers 503 for positions. Nothing is lost: PostgreSQL is the record.
+"""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from common.auth import encode_admission
+from command_service.domain import commands, errors
+from command_service.domain.events import QueueAdmitted, QueueJoined
+from command_service.domain.model import iso, new_id, require_role, utcnow
+from command_service.service_layer.services import Services
+from contracts import keys
+
+log = structlog.get_logger()
+
+
+def _score(row: dict[str, Any]) -> float:
+    """The queue order: early joiners by their draw in [0, 1), then everyone else by arrival."""
+    return float(row["draw"]) if row["pre_open"] else 1.0 + float(row["seq"])
+
+
+def _admission(row: dict[str, Any], event_id: str, secret: str) -> dict[str, Any]:
+    expires: datetime = row["admission_expires_at"]
+    return {"token": encode_admission(str(row["id"]), str(row["buyer_id"]), event_id, expires.timestamp(), secret),
+            "expires_at": iso(expires)}
+
+
+async def _position(svc: Services, event_id: str, entry_id: str) -> int | None:
+    rank = await svc.redis.zrank(keys.queue_waiting(event_id), entry_id)
+    return None if rank is None else rank + 1
+
+
+async def join_queue(cmd: commands.JoinQueue, svc: Services) -> dict[str, Any]:
+    require_role(cmd.actor, "buyer")
+    async with svc.uow() as uow:
+        event = await uow.repo.get_event(cmd.event_id)
+        if event is None:
+            raise errors.NotFound("no such event")
+        if event.status != "on_sale":
+            raise errors.EventNotOnSale(f"the event is {event.status}", {"status": event.status})
+        if not event.waiting_room:
+            raise errors.InvalidState("this event has no waiting room: hold seats directly")
+        row, new = await uow.repo.join_queue(new_id(), event.id, cmd.actor.user_id)
+        if new:
+            uow.emit(QueueJoined.of(event.id, row))
+        await uow.commit()
+    entry_id = str(row["id"])
+    out: dict[str, Any] = {"id": entry_id, "event_id": event.id}
+    if row["admitted_at"] is not None:
+        return {**out, "position": 0, "status": "admitted",
+                "admission": _admission(row, event.id, svc.settings.jwt_secret)}
+    if not await svc.redis.exists(keys.queue_built(event.id)):
+        async with svc.uow() as uow:
+            await _rebuild(svc, event.id, await uow.repo.queue_of(event.id))
+    elif new or not await svc.redis.zscore(keys.queue_waiting(event.id), entry_id):
+        pipe = svc.redis.pipeline(transaction=False)
+        pipe.zadd(keys.queue_waiting(event.id), {entry_id: _score(row)})
+        pipe.hset(keys.queue_entries(event.id), entry_id, str(row["buyer_id"]))
+        await pipe.execute()
+    return {**out, "position": await _position(svc, event.id, entry_id), "status": "waiting"}
+
+
+async def admit_due(svc: Services) -> int:
+    """The sweeper's step: admit what the clock allows on every open waiting room; rebuild lost Redis queues."""
+    admitted: list[tuple[str, list[dict[str, Any]]]] = []
+    async with svc.uow() as uow:
+        for ev in await uow.repo.claim_admitting_events():
+            event_id, room = str(ev["id"]), ev["waiting_room"]
+            if not await svc.redis.exists(keys.queue_built(event_id)):
+                await _rebuild(svc, event_id, await uow.repo.queue_of(event_id))
+            if ev["sale_starts_at"] is None or ev["sale_starts_at"] > utcnow():
+                continue  # not open yet: nobody is admitted
+            elapsed = (utcnow() - ev["sale_starts_at"]).total_seconds()
+            due = math.floor(room["admit_per_minute"] * (elapsed + 1) / 60)
+            spent = max(ev["admitted"], due - room["admit_per_minute"])  # at most a minute's worth at once
+            if due - spent <= 0:
+                continue
+            rows = await uow.repo.admit(event_id, due - spent, room["admission_seconds"], spent)
+            if rows:
+                uow.emit(QueueAdmitted.of(event_id, rows))
+                admitted.append((event_id, rows))
+        await uow.commit()
+    for event_id, rows in admitted:  # the working queue follows the record
+        pipe = svc.redis.pipeline(transaction=False)
+        pipe.zrem(keys.queue_waiting(event_id), *[str(r["id"]) for r in rows])
+        pipe.hset(keys.queue_admitted(event_id), mapping={
+            str(r["id"]): json.dumps(_admission(r, event_id, svc.settings.jwt_secret)) for r in rows})
+        await pipe.execute()
+    return sum(len(rows) for _, rows in admitted)
+
+
+async def _rebuild(svc: Services, event_id: str, rows: list[dict[str, Any]]) -> None:
+    """Redis lost the queue (or never had it): write it again from PostgreSQL, in the same order. A merge, never
+    a delete: two rebuilds at once (or a rebuild and a join) can only add what the record has."""
+    waiting = {str(r["id"]): _score(r) for r in rows if r["admitted_at"] is None}
+    admitted = {str(r["id"]): json.dumps(_admission(r, event_id, svc.settings.jwt_secret))
+                for r in rows if r["admitted_at"] is not None}
+    pipe = svc.redis.pipeline(transaction=True)
+    if admitted:
+        pipe.zrem(keys.queue_waiting(event_id), *admitted)
+    if waiting:
+        pipe.zadd(keys.queue_waiting(event_id), waiting)
+    if rows:
+        pipe.hset(keys.queue_entries(event_id), mapping={str(r["id"]): str(r["buyer_id"]) for r in rows})
+    if admitted:
+        pipe.hset(keys.queue_admitted(event_id), mapping=admitted)
+    pipe.set(keys.queue_built(event_id), "1")
+    await pipe.execute()
+    log.info("waiting_room_rebuilt", event_id=event_id, waiting=len(waiting), admitted=len(admitted))
