@@ -9,6 +9,8 @@ views over the MongoDB read models (query_service/views.py) and the Redis feed s
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import datetime
 import contextlib
 import functools
 import gc
@@ -45,7 +47,7 @@ from contracts import keys
 from contracts.errors import ErrorBody
 from query_service import views
 from query_service.cache import MicroCache, cached_json
-from query_service.feed import StreamHub, notification_frame, seat_frame
+from query_service.feed import StreamHub, notification_frame, seat_frame, sse_frame
 from query_service.http import EXCEPTION_HANDLERS, ApiError, MetricsMiddleware, log, principal, private_json, require
 from query_service.params import (PLANNED, PLANNED_MESSAGE, RESET, UUID_PATTERN, AnalyticsQuery, AttendeesQuery,
                                   EventListQuery, NoQuery, NotificationsQuery, NotificationStreamQuery, OrganizerEventsQuery,
@@ -259,14 +261,42 @@ class StreamSlots:
             await frames.aclose()
 
 
+async def _with_opening(frames, event_id: str, opens_at: str):
+    """The stream's frames, plus one ``event: sale_open`` frame at ``opens_at`` (no ``id``: it is not a feed
+    position). The read side's own clock decides; the command side checks the same instant in the hold path."""
+    wait = datetime.fromisoformat(opens_at.replace("Z", "+00:00")).timestamp() - time.time()
+    opening = sse_frame("sale_open", None, json.dumps({"event_id": event_id, "on_sale_at": opens_at}))
+    pending = asyncio.ensure_future(asyncio.sleep(max(wait, 0)))
+    it = frames.__aiter__()
+    try:
+        while True:
+            nxt = asyncio.ensure_future(it.__anext__())
+            while pending is not None:
+                done, _ = await asyncio.wait({nxt, pending}, return_when=asyncio.FIRST_COMPLETED)
+                if pending in done:
+                    pending = None
+                    yield opening
+                if nxt in done:
+                    break
+            try:
+                yield await nxt
+            except StopAsyncIteration:
+                return
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
 def _sse(request: Request, hub: StreamHub, key: str, last_event_id: str | None,
-         signed_in: Principal | None = None) -> EventSourceResponse:
+         signed_in: Principal | None = None, opens: tuple[str, str] | None = None) -> EventSourceResponse:
     s: Settings = request.app.state.settings
     position = stream_position(request.headers.get("last-event-id"), last_event_id)
     address = request.client.host if request.client else "unknown"
     slots: StreamSlots = request.app.state.stream_slots
     slots.take(address)
     frames = hub.stream(key, None, reset=True) if position == RESET else hub.stream(key, position)
+    if opens is not None:
+        frames = _with_opening(frames, *opens)
     frames = slots.hold(frames, address, signed_in, request.app.state.revocations)
     # ping=0: the hub sends the heartbeats (one timer for all subscribers, see feed.py)
     return EventSourceResponse(frames, ping=0, send_timeout=s.sse_send_timeout_seconds,
@@ -279,10 +309,12 @@ def _sse(request: Request, hub: StreamHub, key: str, last_event_id: str | None,
 async def seat_stream(request: Request, q: SeatStreamQuery) -> Response:
     event_id = _event_id(request)
     exists = await request.app.state.db.events.find_one(
-        {"_id": event_id, **views.PUBLIC}, {"_id": 1})
+        {"_id": event_id, **views.PUBLIC}, {"_id": 1, "sale_starts_at": 1})
     if exists is None:
         raise ApiError("NOT_FOUND", "no such event")
-    return _sse(request, request.app.state.seat_hub, keys.seat_feed(event_id), q.last_event_id)
+    opens_at = exists.get("sale_starts_at")
+    opens = (event_id, opens_at) if opens_at and opens_at > views.now_text() else None
+    return _sse(request, request.app.state.seat_hub, keys.seat_feed(event_id), q.last_event_id, opens=opens)
 
 
 @get("/api/v1/me/notifications/stream", "The buyer's notifications (SSE)", ok="text/event-stream",

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import re
+from datetime import datetime, timezone
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -18,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from contracts import keys
 from contracts import readmodels as rm
 from query_service.feed import ZERO, as_str
+from query_service.params import as_read_model_time
 
 BOOKKEEPING = rm.HIDE_BOOKKEEPING  # projector bookkeeping: never part of an API response
 PUBLIC_STATUSES = rm.PUBLIC_EVENT_STATUSES
@@ -186,6 +188,11 @@ async def my_order(db: AsyncDatabase, buyer_id: str, order_id: str) -> dict[str,
 
 
 # --- the waiting room (Redis, written by the command side: service_layer/waiting_room.py) -------------
+def now_text() -> str:
+    """Now in the read models' instant form (UTC, milliseconds, ``Z``), which sorts as text."""
+    return as_read_model_time(datetime.now(timezone.utc))
+
+
 class QueueUnavailable(Exception):
     """The event's queue is being rebuilt from PostgreSQL (Redis lost it): try again in a moment."""
 

@@ -87,6 +87,11 @@ class EventSection(SectionOut):
     price: Money
 
 
+class WaitingRoomOut(ResponseModel):
+    admit_per_minute: int = Field(ge=1)
+    admission_seconds: int = Field(ge=1)
+
+
 class Event(ResponseModel):
     id: Uuid
     organizer_id: Uuid
@@ -105,6 +110,9 @@ class Event(ResponseModel):
     version: int = Field(description="goes up with every change of the event (publish, edit, cancel)")
     created_at: DateTime
     updated_at: DateTime
+    sale_starts_at: DateTime = Field(None, description="holds open at this instant (absent: when on sale)")
+    max_per_buyer: int = Field(None, ge=1, description="a buyer's held + sold places never exceed it")
+    waiting_room: WaitingRoomOut = None
 
 
 class Hold(ResponseModel):

@@ -162,6 +162,8 @@ COMMAND: dict[tuple[str, str], Row] = {
         OWNER(200, scanner=200)),
     ("GET", "/api/v1/events/{event_id}/checkin-key"): (
         lambda w, r: Setup({"event_id": w.shared}), OWNER(200, scanner=200)),
+    ("POST", "/api/v1/events/{event_id}/queue"): (
+        lambda w, r: Setup({"event_id": w.queued}), BUYERS(201)),
     ("PATCH", "/api/v1/me/preferences"): (lambda w, r: Setup({}, {"reminders": False}), USERS(200)),
     ("POST", "/api/v1/me/notifications/{notification_id}/read"): (
         lambda w, r: Setup({"notification_id": str(uuid.uuid4())}), USERS(204)),
@@ -187,6 +189,10 @@ QUERY: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/events/{event_id}/seats/stream"): (SHARED, ALL(200)),
     ("GET", "/api/v1/me/notifications/stream"): (NONE, BUYERS(200)),
     ("GET", "/api/v1/me/notifications"): (NONE, USERS(200)),
+    ("GET", "/api/v1/events/{event_id}/queue/{entry_id}"): (
+        lambda w, r: Setup({"event_id": w.queued, "entry_id": w.queue_entry}), BUYERS(200, 404)),
+    ("GET", "/api/v1/events/{event_id}/queue/{entry_id}/stream"): (
+        lambda w, r: Setup({"event_id": w.queued, "entry_id": w.queue_entry}), BUYERS(200, 404)),
     ("GET", "/api/v1/me/orders"): (NONE, BUYERS(200)),
     ("GET", "/api/v1/me/waitlist"): (NONE, BUYERS(200)),
     ("GET", "/api/v1/organizer/events/{event_id}/stats"): (SHARED, OWNER(200, admin=200)),
@@ -229,6 +235,12 @@ def world(settings) -> World:
     eventually(lambda: q.get("/api/v1/me/orders", headers=token).status_code == 401, timeout=10)
     w.shared = w.event()
     w.users["scanner"] = {"access_token": w.scanner()}
+    venue = w.venue()
+    r = w.as_("organizer", "POST", "/api/v1/events", {**event_body(venue), "waiting_room": {
+        "admit_per_minute": 1, "admission_seconds": 60}, "sale_starts_at": "2030-01-01T00:00:00Z"})
+    w.queued = r.json()["id"]  # a waiting room that stays closed: entries keep waiting
+    assert w.as_("organizer", "POST", f"/api/v1/events/{w.queued}/publish").status_code == 200
+    w.queue_entry = w.as_("buyer", "POST", f"/api/v1/events/{w.queued}/queue").json()["id"]
     free = w.venue()
     r = w.as_("organizer", "POST", "/api/v1/events", {**event_body(free), "prices": {"A": 0}})
     w.as_("organizer", "POST", f"/api/v1/events/{r.json()['id']}/publish")
