@@ -287,7 +287,17 @@ class Event:
             setattr(self, k, changes[k])
         if changed:
             self._bump()
+            if self._start_room_clock():
+                changed.append("sale_starts_at")
         return changed
+
+    def _start_room_clock(self) -> bool:
+        """An on-sale event with a waiting room admits from ``sale_starts_at``: without one, its sale opened now
+        (at publishing, or when the room was added to a sale already open)."""
+        if self.status == "on_sale" and self.waiting_room and self.sale_starts_at is None:
+            self.sale_starts_at = self.updated_at
+            return True
+        return False
 
     def publish(self) -> bool:
         """Put the event on sale; False when it already is (publishing is repeatable)."""
@@ -297,6 +307,7 @@ class Event:
             return False
         self.status = "on_sale"
         self._bump()
+        self._start_room_clock()
         return True
 
     def cancel(self) -> bool:

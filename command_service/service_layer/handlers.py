@@ -235,8 +235,6 @@ async def publish_event(cmd: commands.PublishEvent, svc: Services) -> Event:
     async with svc.uow() as uow:
         event = await _owned_event(uow, cmd.actor, cmd.event_id)
         if event.publish():
-            if event.waiting_room and event.sale_starts_at is None:
-                event.sale_starts_at = event.updated_at  # the waiting room's clock starts at publishing
             await uow.repo.save_event(event)
             uow.emit(EventPublished.of(event))
         await uow.commit()
