@@ -25,7 +25,8 @@ APPLIED = "applied"      # outbox ids already applied (_id = outbox id, at = Kaf
 COLLECTIONS = (EVENTS, SEATMAP, ORDERS, ANALYTICS, VENUES, WAITLIST, USERS, TICKETS, APPLIED)
 # The notifier's own (projectors/notifier.py), never dropped by a projector rebuild: they are also the ledger of
 # what was mailed, so a replay never mails twice.
-NOTIFICATIONS = "notifications"  # one per cause and recipient (_id = notification id): the inbox, and its mail's status
+NOTIFICATIONS = "notifications"  # one per cause and recipient (_id = notification id): the inbox
+MAIL_LOG = "mail_log"            # each notification's mail: pending | sent | failed | skipped (_id = notification id)
 MAIL_QUEUE = "mail_queue"        # mails not sent yet (_id = notification id; next_at, cv = claim CAS counter)
 
 # --- seat status codes (seat-map chunks keep one letter per seat) --------------------------------------------

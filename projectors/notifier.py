@@ -5,8 +5,11 @@ Two halves in one process, joined by MongoDB:
 1. **Record** (a thread): a confluent-kafka consumer in its own group (``EVENTLY_NOTIFIER_GROUP``) reads the outbox
    topics. For each batch it plans the notifications (projectors/notifications.py: who is told what, each with an
    id derived from cause, kind and recipient), then
-   - inserts them into ``notifications`` (the inbox read model and the ledger of what was mailed; an id already
-     there is a redelivery, a replay or a Debezium re-send, and is left alone),
+   - inserts them into ``notifications`` (the inbox read model; an id already there is a redelivery, a replay or
+     a Debezium re-send, and is left alone) and their mail's status into ``mail_log`` (the ledger of what was
+     mailed). Each collection has one writer per document after its insert (the inbox: this half, for read
+     marks; the ledger: the senders), because FerretDB rewrites a whole document on update, so two writers of one
+     document could lose each other's change (a test found a read mark lost to a ``sent`` mark that way),
    - queues each new one's mail in ``mail_queue`` with what it needs to be rendered (a small collection: FerretDB
      answers every lookup in a big one with a sequential scan, so sending never reads the ledger, except for a
      mail queued again by a redelivery, which re-checks it first),
@@ -17,8 +20,8 @@ Two halves in one process, joined by MongoDB:
    delivered again.
 2. **Send** (asyncio): a dispatcher claims due mails from ``mail_queue`` (a compare-and-set on the entry's ``cv``,
    so several notifier processes never take one mail at once) and hands them to ``EVENTLY_NOTIFIER_SENDERS``
-   senders, each with its own SMTP connection (aiosmtplib). The mails sent are recorded ``sent`` in their
-   notifications and leave the queue together, every 0.2 s. A failure other than a 5xx reply (the server down,
+   senders, each with its own SMTP connection (aiosmtplib). The mails sent are recorded ``sent`` in the ledger
+   and leave the queue together, every 0.2 s. A failure other than a 5xx reply (the server down,
    a timeout, a 4xx) puts the mail back with exponential backoff (0.5 s doubling up to ``EVENTLY_NOTIFIER_RETRY_MAX_SECONDS``), so one failing address
    never holds the others back; a 5xx reply, or ``EVENTLY_NOTIFIER_MAX_ATTEMPTS`` attempts, records it ``failed``.
    A claim is a lease (``EVENTLY_NOTIFIER_LEASE_SECONDS``): a process that dies mid-send leaves its mails to be
@@ -33,8 +36,8 @@ the mails accepted in its last 0.2 s and those in flight; nothing else is ever s
 (SIGTERM, as the supervisor restarts) finishes the mails in flight and hands back the ones claimed but not started.
 
 **History is not mailed.** A notification whose cause is older than ``EVENTLY_NOTIFIER_MAX_AGE_SECONDS`` when first
-recorded (a new notifier group reading topics from the start) fills the inbox but is not mailed (``skipped``) nor
-streamed.
+recorded (a new notifier group reading topics from the start) fills the inbox but is not mailed (ledger
+``skipped``) nor streamed.
 """
 from __future__ import annotations
 
@@ -214,7 +217,7 @@ class Recorder:
         return ev
 
     def record(self, msgs: list[P.Msg]) -> None:
-        docs, fresh = [], []
+        docs, fresh, ledger = [], [], []
         # an order's tickets complete its confirmation mail (TicketsIssued: same transaction, right after it)
         tickets = dict(t for t in map(N.confirmation_tickets, msgs) if t is not None)
         horizon = time.time() - self.s.notifier_max_age_seconds
@@ -229,26 +232,26 @@ class Recorder:
                        "data": n.data, "created_at": n.created_at, "read_at": None, "cause": n.cause}
                 doc["title"], doc["body"] = mail.inbox_text(doc, self.links)
                 stale = _epoch(n.created_at) < horizon
-                doc["mail_status"] = "skipped" if stale else "pending"
-                doc["mail_attempts"] = 0
                 docs.append(doc)
+                ledger.append({"_id": n.id, "status": "skipped" if stale else "pending", "attempts": 0})
                 if not stale:
                     fresh.append(doc)
         dup: set[int] = set()
         if docs:
             dup = insert_new(self.db[rm.NOTIFICATIONS], docs)
+            insert_new(self.db[rm.MAIL_LOG], ledger)  # an entry already there keeps its status
             for i, doc in enumerate(docs):
                 RECORDED.labels(doc["kind"], "duplicate" if i in dup else "new").inc()
         if fresh:
             # A new notification's mail is queued at once. One recorded before (a redelivery, a replay, a re-send)
-            # was queued then, unless the process died in between: it is queued again only while it still says
-            # pending, marked ``verify`` so that its sender re-reads the ledger first (it may have been sent
-            # since). Reading the big notifications collection is thus kept off the path of every new mail.
+            # was queued then, unless the process died in between: it is queued again only while the ledger still
+            # says pending, marked ``verify`` so that its sender re-reads the ledger first (it may have been sent
+            # since). Reading the ledger (a big collection: sequential scans) is thus kept off every new mail's path.
             old = {docs[i]["_id"] for i in dup}
             pending = set()
             if old & {d["_id"] for d in fresh}:
-                pending = {d["_id"] for d in self.db[rm.NOTIFICATIONS].find(
-                    {"_id": {"$in": list(old)}, "mail_status": "pending"}, {"_id": 1})}
+                pending = {d["_id"] for d in self.db[rm.MAIL_LOG].find(
+                    {"_id": {"$in": list(old)}, "status": "pending"}, {"_id": 1})}
             now = time.time()
             queue = [{"_id": d["_id"], "next_at": now, "cv": 0, "ready": d["kind"] != "order_confirmed",
                       "verify": d["_id"] in old, **{k: d[k] for k in MAIL_FIELDS}}
@@ -385,13 +388,15 @@ class Sender:
 
     async def deliver(self, entry: dict[str, Any], smtp: mail.SMTPSender) -> None:
         nid, claim = entry["_id"], {"_id": entry["_id"], "cv": entry["cv"]}
-        if entry.get("verify") or "user_id" not in entry:  # queued again by a redelivery (or by a notifier
-            # from before 2026-12-05, whose entries carried nothing): sent since? and what to render
-            doc = await self.db[rm.NOTIFICATIONS].find_one({"_id": nid})
-            if doc is None or doc.get("mail_status") != "pending":
+        if "user_id" not in entry:  # queued by a development build of this notifier: nothing to render from
+            log.warning("queue entry without its mail dropped", notification=nid)
+            await self.db[rm.MAIL_QUEUE].delete_one(claim)
+            return
+        if entry.get("verify"):  # queued again by a redelivery: sent since?
+            doc = await self.db[rm.MAIL_LOG].find_one({"_id": nid}, {"status": 1})
+            if doc is not None and doc.get("status") != "pending":
                 await self.db[rm.MAIL_QUEUE].delete_one(claim)
                 return
-            entry = {**{k: doc.get(k) for k in MAIL_FIELDS}, "tickets": doc.get("tickets"), **entry}
         attempts = entry.get("attempts", 0) + 1
         to = await self._recipient(entry["user_id"])
         try:
@@ -421,8 +426,8 @@ class Sender:
         MAIL_LATENCY.observe(max(time.time() - _epoch(entry["created_at"]), 0))
 
     async def _finish_one(self, claim: dict[str, Any], status: str, attempts: int, error: str) -> None:
-        await self.db[rm.NOTIFICATIONS].update_one({"_id": claim["_id"]}, {"$set": {
-            "mail_status": status, "mail_attempts": attempts, "mail_error": error, "mail_done_at": now_iso()}})
+        await self.db[rm.MAIL_LOG].update_one({"_id": claim["_id"]}, {"$set": {
+            "status": status, "attempts": attempts, "error": error, "done_at": now_iso()}})
         await self.db[rm.MAIL_QUEUE].delete_one(claim)
 
     async def _finish_sent(self) -> None:
@@ -435,8 +440,8 @@ class Sender:
             if batch:
                 ids = [c["_id"] for c, _ in batch]
                 try:
-                    await self.db[rm.NOTIFICATIONS].update_many({"_id": {"$in": ids}}, {"$set": {
-                        "mail_status": "sent", "mail_done_at": now_iso()}})
+                    await self.db[rm.MAIL_LOG].update_many({"_id": {"$in": ids}}, {"$set": {
+                        "status": "sent", "done_at": now_iso()}})
                     await self.db[rm.MAIL_QUEUE].delete_many({"_id": {"$in": ids}})
                 except PyMongoError as exc:
                     log.warning("recording sent mails failed; retried", error=repr(exc))

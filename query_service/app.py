@@ -448,6 +448,17 @@ async def attendees(request: Request, q: AttendeesQuery) -> Response:
 STATS_POLL_S = 0.5
 
 
+def _polled_stream(request: Request, p: Principal, frames) -> EventSourceResponse:
+    """An SSE response for a stream that re-reads its state and sends changes (the organizer's stats, a queue
+    entry): counted against the client's stream slots, closed when the caller's token is revoked."""
+    address = request.client.host if request.client else "unknown"
+    slots: StreamSlots = request.app.state.stream_slots
+    slots.take(address)
+    return EventSourceResponse(slots.hold(frames, address, p, request.app.state.revocations), ping=15,
+                               send_timeout=request.app.state.settings.sse_send_timeout_seconds,
+                               headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
 @get("/api/v1/organizer/events/{event_id}/stream", "The event's sales and check-ins, live (SSE)",
      ok="text/event-stream", query=OrganizerStreamQuery, errors=(400, 404), auth=True, tags=("streams",),
      description="`event: stats` frames, each the whole stats document of GET .../stats: one at connect, then one "
@@ -468,12 +479,7 @@ async def organizer_stream(request: Request, q: OrganizerStreamQuery) -> Respons
                 yield {"event": "stats", "data": body}
             await asyncio.sleep(STATS_POLL_S)
 
-    address = request.client.host if request.client else "unknown"
-    slots: StreamSlots = request.app.state.stream_slots
-    slots.take(address)
-    return EventSourceResponse(slots.hold(frames(), address, p, request.app.state.revocations), ping=15,
-                               send_timeout=request.app.state.settings.sse_send_timeout_seconds,
-                               headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return _polled_stream(request, p, frames())
 
 
 # --- the waiting room ---------------------------------------------------------------------------------------
@@ -526,12 +532,7 @@ async def queue_stream(request: Request, q: OrganizerStreamQuery) -> Response:
                 yield {"event": "queue", "data": body}
             await asyncio.sleep(QUEUE_POLL_S)
 
-    address = request.client.host if request.client else "unknown"
-    slots: StreamSlots = request.app.state.stream_slots
-    slots.take(address)
-    return EventSourceResponse(slots.hold(frames(), address, p, request.app.state.revocations), ping=15,
-                               send_timeout=request.app.state.settings.sse_send_timeout_seconds,
-                               headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return _polled_stream(request, p, frames())
 
 
 # --- tickets ------------------------------------------------------------------------------------------------
