@@ -9,7 +9,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import redis
-from confluent_kafka import Message
+from confluent_kafka import KafkaError, Message
 from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from pymongo.errors import (BulkWriteError, ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError,
@@ -68,6 +68,25 @@ def parse(msg: Message) -> P.Msg:
     P.validate(env)
     ts_type, ts = msg.timestamp()
     return P.Msg(msg.topic(), msg.partition(), msg.offset(), env, P.occurred_ms(env), float(ts) if ts_type else None)
+
+
+def read_batch(raw: list[Message], log: Any) -> tuple[list[tuple[Message, P.Msg | P.PoisonMessage]],
+                                                   dict[tuple[str, int], int]]:
+    """A polled batch as (message, its parsed envelope or why it is poison), in order, plus the last offset of each
+    partition in it (what to commit). Consumer errors are logged (end of partition aside) and skipped."""
+    out: list[tuple[Message, P.Msg | P.PoisonMessage]] = []
+    last: dict[tuple[str, int], int] = {}
+    for m in raw:
+        if m.error():
+            if m.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error", error=str(m.error()))
+            continue
+        last[(m.topic(), m.partition())] = m.offset()
+        try:
+            out.append((m, parse(m)))
+        except P.PoisonMessage as exc:
+            out.append((m, exc))
+    return out, last
 
 
 def serve_http(worker: Any, host: str, port: int):

@@ -53,7 +53,7 @@ from typing import Any
 
 import redis
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import PyMongoError
@@ -67,7 +67,7 @@ from projectors import notifications as N
 from projectors import projection as P
 from projectors.store import insert_new
 from projectors.topics import SOURCE_TOPICS
-from projectors.consuming import parse, serve_http, transient
+from projectors.consuming import read_batch, serve_http, transient
 
 log = structlog.get_logger("notifier")
 
@@ -165,18 +165,9 @@ class Recorder:
         self.consumer.close()  # commits what is still in flight
 
     def process(self, raw: list[Message]) -> None:
-        msgs: list[P.Msg] = []
-        last: dict[tuple[str, int], int] = {}
-        for m in raw:
-            if m.error():
-                if m.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error", error=str(m.error()))
-                continue
-            last[(m.topic(), m.partition())] = m.offset()
-            try:
-                msgs.append(parse(m))
-            except P.PoisonMessage:
-                continue  # the projector dead-letters it; there is nothing to tell anyone
+        batch, last = read_batch(raw, log)
+        # poison: the projector dead-letters it; there is nothing to tell anyone
+        msgs = [parsed for _, parsed in batch if not isinstance(parsed, P.PoisonMessage)]
         delay = 0.1
         while not self.stopping.is_set():
             try:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import redis
 import structlog
 import tenacity
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -32,7 +32,7 @@ from common.logging import configure_logging
 from common.settings import Settings, get_settings
 from contracts import keys
 from projectors import projection as P
-from projectors.consuming import parse, serve_http, transient  # noqa: F401 (parse, transient: tests import them here)
+from projectors.consuming import parse, read_batch, serve_http, transient  # noqa: F401 (parse, transient: tests import them here)
 from projectors.store import Store, ensure_indexes
 from projectors.topics import DLQ_TOPIC, SOURCE_TOPICS
 
@@ -131,19 +131,13 @@ class Projector:
         """Parse, dead-letter poison, apply, then commit. Returns the number of messages applied."""
         good: list[P.Msg] = []
         raw_of: dict[int, Message] = {}
-        last: dict[tuple[str, int], int] = {}
-        for m in raw:
-            if m.error():
-                if m.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error", error=str(m.error()))
+        batch, last = read_batch(raw, log)
+        for m, parsed in batch:
+            if isinstance(parsed, P.PoisonMessage):
+                self.dead_letter(m, parsed)
                 continue
-            last[(m.topic(), m.partition())] = m.offset()
-            try:
-                good.append(parse(m))
-            except P.PoisonMessage as exc:
-                self.dead_letter(m, exc)
-                continue
-            raw_of[id(good[-1])] = m
+            good.append(parsed)
+            raw_of[id(parsed)] = m
         if not last:
             return 0
         started = time.monotonic()
