@@ -35,6 +35,10 @@ and Mailpit with ``--ignore-duplicate-ids``, can drop it). So a crash (kill -9, 
 the mails accepted in its last 0.2 s and those in flight; nothing else is ever sent twice. A graceful stop
 (SIGTERM, as the supervisor restarts) finishes the mails in flight and hands back the ones claimed but not started.
 
+**An event the read model lacks** (the projector behind) holds the batch back, retried like a store outage, for
+at most a minute; then its notifications go out without the event's details (a dead-lettered event must not stop
+every mail behind it).
+
 **History is not mailed.** A notification whose cause is older than ``EVENTLY_NOTIFIER_MAX_AGE_SECONDS`` when first
 recorded (a new notifier group reading topics from the start) fills the inbox but is not mailed (ledger
 ``skipped``) nor streamed.
@@ -83,6 +87,9 @@ FINISH_EVERY = 0.2  # seconds between two recordings of the mails sent
 # A recipient the users read model does not know yet is waited for (the projector may lag) this long after the
 # cause, then the mail fails: load tests mint tokens for buyers who have no account, and so no address.
 RECIPIENT_WAIT_S = 300.0
+# An event the read model does not have yet is waited for (the batch is retried) this long, then its notifications
+# go out without its details: a message the projector dead-lettered must not stop every mail behind it.
+EVENT_WAIT_S = 60.0
 
 
 # Seconds before the nth retry: 0.5, 1, 2, ... capped by EVENTLY_NOTIFIER_RETRY_MAX_SECONDS.
@@ -147,6 +154,7 @@ class Recorder:
             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10, "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1500, "log_level": 3, **(consumer_overrides or {})})
         self.events: dict[str, dict[str, Any]] = {}  # event id -> {id, title, starts_at, venue} (a small cache)
+        self.missing: dict[str, float] = {}  # event id -> since when the read model has not had it
         self.stopping = threading.Event()
         self.healthy = False
         self.paused = False  # serve_http's /health reads it (the notifier is never paused by a rebuild)
@@ -196,8 +204,13 @@ class Recorder:
         ev = self.events.get(event_id)
         if ev is None:
             d = self.db[rm.EVENTS].find_one({"_id": event_id}, {"title": 1, "starts_at": 1, "ends_at": 1, "venue": 1})
-            if d is None:
-                raise NotYetProjected(f"event {event_id} is not in the read model yet")
+            if d is None:  # wait for the projector, but not for ever: an event it never had must not stop the mail
+                since = self.missing.setdefault(event_id, time.monotonic())
+                if time.monotonic() - since < EVENT_WAIT_S:
+                    raise NotYetProjected(f"event {event_id} is not in the read model yet")
+                log.error("event unknown to the read model; telling without its details", event_id=event_id)
+                return {"id": event_id, "title": "your event", "starts_at": None, "ends_at": None, "venue": None}
+            self.missing.pop(event_id, None)
             ev = self._remember(event_id, d)
         return ev
 
