@@ -88,7 +88,8 @@ NOTIFICATION_FIELDS = ("kind", "title", "body", "data", "created_at", "read_at")
 TICKET_FIELDS = ("order_id", "event_id", "buyer_id", "seat", "section", "status", "code", "checked_in_at", "version")
 
 
-def ensure_indexes(db: Any) -> None:
-    """Create every read-model index (idempotent). ``db`` is a pymongo ``Database``."""
-    for collection, index_keys in INDEXES:
+def ensure_indexes(db: Any, indexes: tuple[tuple[str, list[tuple[str, int]]], ...] = INDEXES) -> None:
+    """Create every read-model index (idempotent; the notifier passes NOTIFIER_INDEXES). ``db``: a pymongo
+    ``Database``."""
+    for collection, index_keys in indexes:
         db[collection].create_index(index_keys)

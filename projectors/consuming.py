@@ -9,12 +9,14 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import redis
+import tenacity
 from confluent_kafka import KafkaError, Message
 from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from pymongo.errors import (BulkWriteError, ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError,
                              WTimeoutError)
 
+from contracts import readmodels
 from contracts.errors import error_body
 from projectors import projection as P
 
@@ -87,6 +89,19 @@ def read_batch(raw: list[Message], log: Any) -> tuple[list[tuple[Message, P.Msg 
         except P.PoisonMessage as exc:
             out.append((m, exc))
     return out, last
+
+
+def create_indexes(db: Any, indexes: tuple, log: Any) -> None:
+    """At a worker's start: the store may still be starting, so 30 tries 1 s apart, then start anyway (applying
+    retries on its own)."""
+    try:
+        tenacity.Retrying(retry=tenacity.retry_if_exception_type(PyMongoError), stop=tenacity.stop_after_attempt(30),
+                          wait=tenacity.wait_fixed(1), reraise=True,
+                          before_sleep=lambda st: log.warning("creating indexes failed, retrying",
+                                                              error=str(st.outcome.exception())))(
+            readmodels.ensure_indexes, db, indexes)
+    except PyMongoError as exc:
+        log.error("creating indexes failed; continuing without", error=str(exc))
 
 
 def serve_http(worker: Any, host: str, port: int):

@@ -17,7 +17,9 @@ Two halves in one process, joined by MongoDB:
    - applies NotificationsRead (marking read goes through the command side and the outbox),
    - appends each new one to the user's SSE stream (``notify:<user>``, once per id),
    and only then commits the batch's offsets. Nothing is lost if the process dies: what was not recorded is
-   delivered again.
+   delivered again. The store away (or the projector behind) is retried with backoff (tenacity, as the projector
+   does); an error a message's data causes is met by recording the batch one message at a time, so only that
+   message's notifications are skipped (logged), never the batch's.
 2. **Send** (asyncio): a dispatcher claims due mails from ``mail_queue`` (a compare-and-set on the entry's ``cv``,
    so several notifier processes never take one mail at once) and hands them to ``EVENTLY_NOTIFIER_SENDERS``
    senders, each with its own SMTP connection (aiosmtplib). The mails sent are recorded ``sent`` in the ledger
@@ -57,6 +59,7 @@ from typing import Any
 
 import redis
 import structlog
+import tenacity
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo import AsyncMongoClient, MongoClient
@@ -71,7 +74,7 @@ from projectors import notifications as N
 from projectors import projection as P
 from projectors.store import insert_new
 from projectors.topics import SOURCE_TOPICS
-from projectors.consuming import read_batch, serve_http, transient
+from projectors.consuming import create_indexes, read_batch, serve_http, transient
 
 log = structlog.get_logger("notifier")
 
@@ -127,6 +130,10 @@ def links(s: Settings) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------- recording
+class _Stopping(Exception):
+    """The process stops while a batch waits for the store: leave it uncommitted."""
+
+
 class NotYetProjected(Exception):
     """A notification names an event neither this process has seen created nor the events read model has yet
     (the projector is behind): the batch is tried again shortly, like a store outage."""
@@ -176,20 +183,20 @@ class Recorder:
         batch, last = read_batch(raw, log)
         # poison: the projector dead-letters it; there is nothing to tell anyone
         msgs = [parsed for _, parsed in batch if not isinstance(parsed, P.PoisonMessage)]
-        delay = 0.1
-        while not self.stopping.is_set():
-            try:
-                self.record(msgs)
-                break
-            except Exception as exc:  # noqa: BLE001
-                if not (transient(exc) or isinstance(exc, NotYetProjected)):
-                    log.exception("notifications of a batch could not be recorded; skipped", count=len(msgs))
-                    break
-                log.warning("store unavailable; the batch is retried", error=repr(exc), retry_in=delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        else:
-            return  # stopping: the batch is not committed, and is delivered again
+        try:
+            self._record_with_retry(msgs)
+        except _Stopping:
+            return  # not committed: delivered again
+        except Exception:  # noqa: BLE001 - one message's data: record the others, one at a time
+            log.exception("a batch's notifications could not be recorded; recording them one by one", count=len(msgs))
+            for m in msgs:
+                try:
+                    self._record_with_retry([m])
+                except _Stopping:
+                    return
+                except Exception:  # noqa: BLE001
+                    log.exception("a message's notifications could not be recorded; skipped", type=m.type,
+                                  position=f"{m.topic}/{m.partition}/{m.offset}")
         if last:  # asynchronous: the batch is recorded already, so a lost commit only means a harmless redelivery
             try:
                 self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
@@ -197,6 +204,23 @@ class Recorder:
             except KafkaException as exc:
                 log.warning("offset commit failed", error=str(exc))
         self.on_recorded()
+
+    def _record_with_retry(self, msgs: list[P.Msg]) -> None:
+        """Record, retrying with backoff (0.1 s doubling to 5 s) while the store is away or the projector behind,
+        until it passes or the process stops (_Stopping). Recording is idempotent, so a retry is harmless."""
+        def retriable(exc: BaseException) -> bool:
+            return transient(exc) or isinstance(exc, NotYetProjected)
+        try:
+            tenacity.Retrying(
+                retry=tenacity.retry_if_exception(retriable), stop=lambda _: self.stopping.is_set(),
+                wait=tenacity.wait_exponential(multiplier=0.1, max=5.0), reraise=True,
+                before_sleep=lambda st: log.warning("notifications not recorded yet; retried",
+                                                    error=repr(st.outcome.exception()),
+                                                    retry_in=st.next_action.sleep))(self.record, msgs)
+        except Exception as exc:
+            if retriable(exc) and self.stopping.is_set():
+                raise _Stopping() from None
+            raise
 
     def _event(self, event_id: str) -> dict[str, Any]:
         """What a mail says of its event: from the event's own messages (seen before any order of it, on the same
@@ -456,20 +480,9 @@ class Sender:
 
 
 # ---------------------------------------------------------------------------------------------------- process
-def ensure_indexes(db) -> None:
-    for collection, index_keys in rm.NOTIFIER_INDEXES:
-        db[collection].create_index(index_keys)
-
-
 async def amain(s: Settings) -> None:
     recorder = Recorder(s, group=s.notifier_group)
-    for attempt in range(30):  # the store may still be starting
-        try:
-            ensure_indexes(recorder.db)
-            break
-        except PyMongoError as exc:
-            log.warning("creating indexes failed, retrying", error=str(exc), attempt=attempt + 1)
-            await asyncio.sleep(1)
+    await asyncio.to_thread(create_indexes, recorder.db, rm.NOTIFIER_INDEXES, log)
     sender = Sender(s)
     loop = asyncio.get_running_loop()
     recorder.on_recorded = lambda: loop.call_soon_threadsafe(sender.wake.set)

@@ -26,14 +26,14 @@ import tenacity
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo import MongoClient
-from pymongo.errors import PyMongoError
 
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
 from contracts import keys
 from projectors import projection as P
-from projectors.consuming import parse, read_batch, serve_http, transient  # noqa: F401 (parse, transient: tests import them here)
-from projectors.store import Store, ensure_indexes
+from projectors.consuming import create_indexes, parse, read_batch, serve_http, transient  # noqa: F401 (parse, transient: tests import them here)
+from contracts.readmodels import INDEXES
+from projectors.store import Store
 from projectors.topics import DLQ_TOPIC, SOURCE_TOPICS
 
 log = structlog.get_logger("projector")
@@ -313,14 +313,7 @@ def main() -> None:
     configure_logging()
     s = get_settings()
     worker = Projector(s, group=s.projector_group, batch_size=s.projector_batch_size)
-    try:  # the store may still be starting: 30 tries, 1 s apart, then start anyway (apply() retries too)
-        tenacity.Retrying(retry=tenacity.retry_if_exception_type(PyMongoError), stop=tenacity.stop_after_attempt(30),
-                          wait=tenacity.wait_fixed(1), reraise=True,
-                          before_sleep=lambda st: log.warning("creating indexes failed, retrying",
-                                                              error=str(st.outcome.exception())))(
-            ensure_indexes, worker.db)
-    except PyMongoError as exc:
-        log.error("creating indexes failed; continuing without", error=str(exc))
+    create_indexes(worker.db, INDEXES, log)
     serve_http(worker, s.projector_host, s.projector_metrics_port)
     stop: Callable[..., None] = lambda *_: worker.stopping.set()  # noqa: E731
     for sig in (signal.SIGTERM, signal.SIGINT):

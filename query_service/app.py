@@ -42,6 +42,7 @@ from common.openapi import Health, Operation, Param, build_document, swagger_ui
 from common.settings import Settings, get_settings, require_secure_secret
 from common import qr
 from common.auth import Principal
+from common.waiting_room import QueueUnavailable
 from common.revocation import Revocations
 from contracts import keys
 from contracts.errors import ErrorBody
@@ -51,7 +52,7 @@ from query_service.feed import StreamHub, notification_frame, seat_frame, sse_fr
 from query_service.http import EXCEPTION_HANDLERS, ApiError, MetricsMiddleware, log, principal, private_json, require
 from query_service.params import (PLANNED, PLANNED_MESSAGE, RESET, UUID_PATTERN, AnalyticsQuery, AttendeesQuery,
                                   EventListQuery, NoQuery, NotificationsQuery, NotificationStreamQuery, OrganizerEventsQuery,
-                                  OrganizerStreamQuery, PageQuery, Paging, Query, SeatStreamQuery, TicketsQuery,
+                                  TokenStreamQuery, PageQuery, Paging, Query, SeatStreamQuery, TicketsQuery,
                                   UsersQuery, parse_query, stream_position)
 from query_service.responses import (AdminAnalytics, AttendeePage, EventDetail, EventPage, NotificationPage, Order, OrderPage, QueueEntry,
                                      OrganizerEventPage, OrganizerStats, OrganizerVenuePage, SeatMap, TicketPage,
@@ -448,38 +449,45 @@ async def attendees(request: Request, q: AttendeesQuery) -> Response:
 STATS_POLL_S = 0.5
 
 
-def _polled_stream(request: Request, p: Principal, frames) -> EventSourceResponse:
-    """An SSE response for a stream that re-reads its state and sends changes (the organizer's stats, a queue
-    entry): counted against the client's stream slots, closed when the caller's token is revoked."""
+def _polled_stream(request: Request, p: Principal, event: str, read: Callable[[], Awaitable[BaseModel | None]],
+                   every: float) -> EventSourceResponse:
+    """An SSE stream of ``event`` frames, each what ``read`` answers: one at connect, then one whenever it changes,
+    re-read every ``every`` s (a read that fails with an API error, or answers nothing, is tried again next
+    time). Counted against the client's stream slots, closed when the caller's token is revoked."""
+    async def frames():
+        last = None
+        while True:
+            try:
+                model = await read()
+            except ApiError:  # e.g. the waiting room being restored: the next read answers
+                model = None
+            body = model.model_dump_json(exclude_unset=True) if model is not None else None
+            if body is not None and body != last:
+                last = body
+                yield {"event": event, "data": body}
+            await asyncio.sleep(every)
+
     address = request.client.host if request.client else "unknown"
     slots: StreamSlots = request.app.state.stream_slots
     slots.take(address)
-    return EventSourceResponse(slots.hold(frames, address, p, request.app.state.revocations), ping=15,
+    return EventSourceResponse(slots.hold(frames(), address, p, request.app.state.revocations), ping=15,
                                send_timeout=request.app.state.settings.sse_send_timeout_seconds,
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @get("/api/v1/organizer/events/{event_id}/stream", "The event's sales and check-ins, live (SSE)",
-     ok="text/event-stream", query=OrganizerStreamQuery, errors=(400, 404), auth=True, tags=("streams",),
+     ok="text/event-stream", query=TokenStreamQuery, errors=(400, 404), auth=True, tags=("streams",),
      description="`event: stats` frames, each the whole stats document of GET .../stats: one at connect, then one "
                  "whenever it changes (sales, holds, refunds, check-ins); a comment heartbeat every 15 s. The "
                  "owning organizer or an admin; the token may come as `?access_token=`.")
-async def organizer_stream(request: Request, q: OrganizerStreamQuery) -> Response:
+async def organizer_stream(request: Request, q: TokenStreamQuery) -> Response:
     p = principal(request, query_token=q.access_token)
     event_id = await _owned_event(request, p)
     db = request.app.state.db
 
-    async def frames():
-        last = None
-        while True:
-            stats = render(OrganizerStats, await views.organizer_stats(db, event_id))
-            body = stats.model_dump_json(exclude_unset=True) if stats is not None else None
-            if body is not None and body != last:
-                last = body
-                yield {"event": "stats", "data": body}
-            await asyncio.sleep(STATS_POLL_S)
-
-    return _polled_stream(request, p, frames())
+    async def stats() -> OrganizerStats | None:
+        return render(OrganizerStats, await views.organizer_stats(db, event_id))
+    return _polled_stream(request, p, "stats", stats, STATS_POLL_S)
 
 
 # --- the waiting room ---------------------------------------------------------------------------------------
@@ -493,7 +501,7 @@ async def _queue_entry(request: Request, p: Principal) -> dict[str, Any]:
         raise ApiError("NOT_FOUND", "no such queue entry")
     try:
         entry = await views.queue_entry(request.app.state.redis, event_id, entry_id.lower(), p.user_id)
-    except views.QueueUnavailable:
+    except QueueUnavailable:
         raise ApiError("DEPENDENCY_UNAVAILABLE", "the waiting room is being restored; try again in a moment",
                        {"dependency": "redis"}, headers={"Retry-After": "1"}) from None
     if entry is None:
@@ -510,29 +518,17 @@ async def queue_entry(request: Request, _: NoQuery) -> Response:
 
 
 @get("/api/v1/events/{event_id}/queue/{entry_id}/stream", "Your place in the waiting room, live (SSE)",
-     ok="text/event-stream", query=OrganizerStreamQuery, errors=(400, 404, 503), auth=True, tags=("streams",),
+     ok="text/event-stream", query=TokenStreamQuery, errors=(400, 404, 503), auth=True, tags=("streams",),
      description="`event: queue` frames, each the entry as GET .../queue/{entry_id} answers it: one at connect, "
                  "then one whenever it changes (every 0.5 s at most), the last one with the admission. The token "
                  "may come as `?access_token=`.")
-async def queue_stream(request: Request, q: OrganizerStreamQuery) -> Response:
+async def queue_stream(request: Request, q: TokenStreamQuery) -> Response:
     p = principal(request, query_token=q.access_token)
     await _queue_entry(request, p)  # 404 / 503 before the stream starts
 
-    async def frames():
-        last = None
-        while True:
-            try:
-                entry = render(QueueEntry, await _queue_entry(request, p))
-            except ApiError:
-                await asyncio.sleep(QUEUE_POLL_S)  # being restored: the next read answers
-                continue
-            body = entry.model_dump_json(exclude_unset=True)
-            if body != last:
-                last = body
-                yield {"event": "queue", "data": body}
-            await asyncio.sleep(QUEUE_POLL_S)
-
-    return _polled_stream(request, p, frames())
+    async def entry() -> QueueEntry:
+        return render(QueueEntry, await _queue_entry(request, p))
+    return _polled_stream(request, p, "queue", entry, QUEUE_POLL_S)
 
 
 # --- tickets ------------------------------------------------------------------------------------------------

@@ -184,7 +184,8 @@ class OrganizerEventsQuery(Paging):
     status: Annotated[EventStatus, BeforeValidator(_text)] = None  # type: ignore[assignment]
 
 
-class OrganizerStreamQuery(Query):
+class TokenStreamQuery(Query):
+    """A stream whose only parameter is the token (a browser EventSource cannot set headers)."""
     access_token: Text(4096, "the JWT, for a browser EventSource (which cannot set headers)") = None
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from common import waiting_room
 from contracts import keys
 from contracts import readmodels as rm
 from query_service.feed import ZERO, as_str
@@ -193,26 +193,12 @@ def now_text() -> str:
     return as_read_model_time(datetime.now(timezone.utc))
 
 
-class QueueUnavailable(Exception):
-    """The event's queue is being rebuilt from PostgreSQL (Redis lost it): try again in a moment."""
-
-
 async def queue_entry(redis: Any, event_id: str, entry_id: str, buyer_id: str) -> dict[str, Any] | None:
-    """The buyer's own entry: its live position (1 = next), or its admission; None for another's or an unknown."""
-    pipe = redis.pipeline(transaction=False)
-    pipe.exists(keys.queue_built(event_id))
-    pipe.hget(keys.queue_entries(event_id), entry_id)
-    pipe.zrank(keys.queue_waiting(event_id), entry_id)
-    pipe.hget(keys.queue_admitted(event_id), entry_id)
-    built, owner, rank, admission = await pipe.execute()
-    if not built:
-        raise QueueUnavailable()
-    if owner is None or (owner.decode() if isinstance(owner, bytes) else owner) != buyer_id:
+    """The buyer's own entry (common/waiting_room.py reads it); None for another's or an unknown one."""
+    entry = await waiting_room.read_entry(redis, event_id, entry_id)
+    if entry is None or entry.pop("buyer_id") != buyer_id:
         return None
-    out: dict[str, Any] = {"id": entry_id, "event_id": event_id}
-    if admission is not None:
-        return {**out, "position": 0, "status": "admitted", "admission": json.loads(admission)}
-    return {**out, "position": None if rank is None else rank + 1, "status": "waiting"}
+    return {"id": entry_id, "event_id": event_id, **entry}
 
 
 # --- the inbox (the notifier's notifications collection) ---------------------------------------------

@@ -359,10 +359,6 @@ class SaleTerms:
     prices: dict[str, int]
     sale_starts_at: datetime | None = None
 
-    def ensure_on_sale(self) -> None:
-        if self.status != "on_sale":
-            raise errors.EventNotOnSale(f"the event is {self.status}", {"status": self.status})
-
     def ensure_sale_open(self) -> None:
         ensure_sale_open(self.status, self.sale_starts_at)
 

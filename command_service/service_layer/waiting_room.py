@@ -19,13 +19,13 @@ An event with ``waiting_room = {admit_per_minute, admission_seconds}`` takes hol
 """
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from common import waiting_room as queue
 from common.auth import encode_admission
 from command_service.domain import commands, errors
 from command_service.domain.events import QueueAdmitted, QueueJoined
@@ -37,8 +37,7 @@ log = structlog.get_logger()
 
 
 def _score(row: dict[str, Any]) -> float:
-    """The queue order: early joiners by their draw in [0, 1), then everyone else by arrival."""
-    return float(row["draw"]) if row["pre_open"] else 1.0 + float(row["seq"])
+    return queue.score(row["pre_open"], row["draw"], row["seq"])
 
 
 def _admission(row: dict[str, Any], event_id: str, secret: str) -> dict[str, Any]:
@@ -47,9 +46,8 @@ def _admission(row: dict[str, Any], event_id: str, secret: str) -> dict[str, Any
             "expires_at": iso(expires)}
 
 
-async def _position(svc: Services, event_id: str, entry_id: str) -> int | None:
-    rank = await svc.redis.zrank(keys.queue_waiting(event_id), entry_id)
-    return None if rank is None else rank + 1
+def _admission_value(row: dict[str, Any], event_id: str, secret: str) -> str:
+    return queue.admission_value(**_admission(row, event_id, secret))
 
 
 async def join_queue(cmd: commands.JoinQueue, svc: Services) -> dict[str, Any]:
@@ -79,7 +77,11 @@ async def join_queue(cmd: commands.JoinQueue, svc: Services) -> dict[str, Any]:
         pipe.zadd(keys.queue_waiting(event.id), {entry_id: _score(row)})
         pipe.hset(keys.queue_entries(event.id), entry_id, str(row["buyer_id"]))
         await pipe.execute()
-    return {**out, "position": await _position(svc, event.id, entry_id), "status": "waiting"}
+    try:
+        seen = await queue.read_entry(svc.redis, event.id, entry_id)
+    except queue.QueueUnavailable:  # lost again meanwhile: the next sweep places it
+        seen = None
+    return {**out, "position": seen["position"] if seen else None, "status": "waiting"}
 
 
 async def admit_due(svc: Services) -> int:
@@ -106,7 +108,7 @@ async def admit_due(svc: Services) -> int:
         pipe = svc.redis.pipeline(transaction=False)
         pipe.zrem(keys.queue_waiting(event_id), *[str(r["id"]) for r in rows])
         pipe.hset(keys.queue_admitted(event_id), mapping={
-            str(r["id"]): json.dumps(_admission(r, event_id, svc.settings.jwt_secret)) for r in rows})
+            str(r["id"]): _admission_value(r, event_id, svc.settings.jwt_secret) for r in rows})
         await pipe.execute()
     return sum(len(rows) for _, rows in admitted)
 
@@ -115,7 +117,7 @@ async def _rebuild(svc: Services, event_id: str, rows: list[dict[str, Any]]) -> 
     """Redis lost the queue (or never had it): write it again from PostgreSQL, in the same order. A merge, never
     a delete: two rebuilds at once (or a rebuild and a join) can only add what the record has."""
     waiting = {str(r["id"]): _score(r) for r in rows if r["admitted_at"] is None}
-    admitted = {str(r["id"]): json.dumps(_admission(r, event_id, svc.settings.jwt_secret))
+    admitted = {str(r["id"]): _admission_value(r, event_id, svc.settings.jwt_secret)
                 for r in rows if r["admitted_at"] is not None}
     pipe = svc.redis.pipeline(transaction=True)
     if admitted:

@@ -92,7 +92,12 @@ def test_holds_are_validated_against_the_layout_and_priced_in_the_transaction():
     assert not hold.covered_by(InventoryChange(seats=(SeatChange("A-1-1", "held", 2),)))
     assert ga_hold.covered_by(InventoryChange(ga_sections=(GASectionState("GA", 50, 3, 0, 2),)))
     with pytest.raises(errors.EventNotOnSale):
-        SaleTerms("cancelled", "EUR", {}).ensure_on_sale()
+        SaleTerms("cancelled", "EUR", {}).ensure_sale_open()
+    later = datetime.now(timezone.utc) + timedelta(minutes=5)
+    with pytest.raises(errors.EventNotOnSale) as refused:
+        SaleTerms("on_sale", "EUR", {}, later).ensure_sale_open()  # on sale, but not open yet
+    assert refused.value.details["on_sale_at"]
+    SaleTerms("on_sale", "EUR", {}, later - timedelta(minutes=10)).ensure_sale_open()
 
 
 def test_checkout_refusals_do_not_leak_foreign_holds():
