@@ -194,7 +194,8 @@ def test_reminders_go_once_at_the_configured_time_under_concurrent_sweepers(api,
                                   "--hours", str(hours), "--for-seconds", "45"], stdout=subprocess.PIPE)
                 for _ in range(2)]
     try:
-        due = datetime.now(timezone.utc) + timedelta(seconds=19)
+        # due when its start is `hours` away: from the start the API stored (iso_in drops the fraction of a second)
+        due = datetime.fromisoformat(ev["starts_at"].replace("Z", "+00:00")) - timedelta(hours=hours)
         mails = mailpit.wait_for(ea, 2, timeout=90)
         assert kinds(mailpit, mails) == ["event_reminder", "order_confirmed"]
         reminder = next(n for n in inbox(q, a)["items"] if n["kind"] == "event_reminder")
