@@ -9,7 +9,7 @@ marker that is present only while the three hold the whole queue.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from contracts import keys
 
@@ -42,6 +42,45 @@ async def read_entry(redis: Any, event_id: str, entry_id: str) -> dict[str, Any]
     if owner is None:
         return None
     buyer = owner.decode() if isinstance(owner, bytes) else owner
+    return {"buyer_id": buyer, **_state(rank, admission)}
+
+
+class Counts(NamedTuple):
+    """The sizes of an event's queue structures: what changes whenever any entry's position or status does (a
+    join adds to ``waiting`` and ``entries``, an admission moves entries from ``waiting`` to ``admitted``, a loss
+    clears ``built``), and what the admitter compares with PostgreSQL's record to find writes Redis missed."""
+    built: bool
+    waiting: int
+    admitted: int
+    entries: int
+
+
+async def read_counts(redis: Any, event_id: str) -> Counts:
+    """One round trip, whatever the queue's size."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.exists(keys.queue_built(event_id))
+    pipe.zcard(keys.queue_waiting(event_id))
+    pipe.hlen(keys.queue_admitted(event_id))
+    pipe.hlen(keys.queue_entries(event_id))
+    built, waiting, admitted, entries = await pipe.execute()
+    return Counts(bool(built), int(waiting), int(admitted), int(entries))
+
+
+async def read_states(redis: Any, event_id: str, entry_ids: list[str]) -> dict[str, dict[str, Any]] | None:
+    """``{entry_id: {position, status, admission?}}`` of known entries (their owner checked by whoever took them
+    from :func:`read_entry`), in one round trip; None while the queue is not in Redis."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.exists(keys.queue_built(event_id))
+    pipe.hmget(keys.queue_admitted(event_id), entry_ids)
+    for entry_id in entry_ids:
+        pipe.zrank(keys.queue_waiting(event_id), entry_id)
+    built, admissions, *ranks = await pipe.execute()
+    if not built:
+        return None
+    return {entry_id: _state(rank, admission) for entry_id, rank, admission in zip(entry_ids, ranks, admissions)}
+
+
+def _state(rank: int | None, admission: Any) -> dict[str, Any]:
     if admission is not None:
-        return {"buyer_id": buyer, "position": 0, "status": "admitted", "admission": json.loads(admission)}
-    return {"buyer_id": buyer, "position": None if rank is None else rank + 1, "status": "waiting"}
+        return {"position": 0, "status": "admitted", "admission": json.loads(admission)}
+    return {"position": None if rank is None else rank + 1, "status": "waiting"}

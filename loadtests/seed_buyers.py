@@ -29,13 +29,13 @@ from command_service.service_layer.unit_of_work import UnitOfWork  # noqa: E402
 UNUSABLE_HASH = "!seeded"  # argon2 verification of any password fails on it
 
 
-async def seed(n: int, ttl: int, chunk: int = 500) -> list[dict[str, str]]:
+async def seed(n: int, ttl: int, chunk: int = 500, role: str = "buyer") -> list[dict[str, str]]:
     s = Settings()
     run = uuid.uuid4().hex[:8]
     out: list[dict[str, str]] = []
     async with AsyncConnectionPool(s.database_url, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
         for start in range(0, n, chunk):
-            users = [User(str(uuid.uuid4()), f"seed-{run}-{i}@example.com", f"Seeded buyer {i}", "buyer",
+            users = [User(str(uuid.uuid4()), f"seed-{run}-{i}@example.com", f"Seeded {role} {i}", role,
                           UNUSABLE_HASH) for i in range(start, min(n, start + chunk))]
             async with UnitOfWork(pool) as uow:
                 for u in users:
@@ -43,7 +43,7 @@ async def seed(n: int, ttl: int, chunk: int = 500) -> list[dict[str, str]]:
                         raise RuntimeError(f"{u.email} exists")
                     uow.emit(UserRegistered.of(u))
                 await uow.commit()
-            out += [{"id": u.id, "email": u.email, "token": encode_token(u.id, "buyer", s.jwt_secret, ttl)}
+            out += [{"id": u.id, "email": u.email, "token": encode_token(u.id, role, s.jwt_secret, ttl)}
                     for u in users]
             print(f"  {len(out)}/{n} buyers", flush=True)
     return out

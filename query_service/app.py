@@ -49,6 +49,7 @@ from contracts.errors import ErrorBody
 from query_service import views
 from query_service.cache import MicroCache, cached_json
 from query_service.feed import StreamHub, notification_frame, seat_frame, sse_frame
+from query_service.queue_watch import QueueWatch, queue_frame
 from query_service.http import EXCEPTION_HANDLERS, ApiError, MetricsMiddleware, log, principal, private_json, require
 from query_service.params import (PLANNED, PLANNED_MESSAGE, RESET, UUID_PATTERN, AnalyticsQuery, AttendeesQuery,
                                   EventListQuery, NoQuery, NotificationsQuery, NotificationStreamQuery, OrganizerEventsQuery,
@@ -491,7 +492,7 @@ async def organizer_stream(request: Request, q: TokenStreamQuery) -> Response:
 
 
 # --- the waiting room ---------------------------------------------------------------------------------------
-QUEUE_POLL_S = 0.5  # the queue stream re-reads the entry this often (a Redis round trip) and sends changes
+QUEUE_POLL_S = 0.5  # each event's shared reader checks the queue's sizes this often (queue_watch.py)
 
 
 async def _queue_entry(request: Request, p: Principal) -> dict[str, Any]:
@@ -524,11 +525,18 @@ async def queue_entry(request: Request, _: NoQuery) -> Response:
                  "may come as `?access_token=`.")
 async def queue_stream(request: Request, q: TokenStreamQuery) -> Response:
     p = principal(request, query_token=q.access_token)
-    await _queue_entry(request, p)  # 404 / 503 before the stream starts
-
-    async def entry() -> QueueEntry:
-        return render(QueueEntry, await _queue_entry(request, p))
-    return _polled_stream(request, p, "queue", entry, QUEUE_POLL_S)
+    entry = await _queue_entry(request, p)  # 404 / 503 before the stream starts
+    event_id, entry_id = entry.pop("event_id"), entry.pop("id")
+    first = queue_frame(event_id, entry_id, entry)
+    # one shared reader per event in this process (queue_watch.py), not one poll per follower
+    frames = request.app.state.queue_watch.follow(event_id, entry_id, first)
+    address = request.client.host if request.client else "unknown"
+    slots: StreamSlots = request.app.state.stream_slots
+    slots.take(address)
+    # ping=0: the watch sends the heartbeats (one timer for all followers)
+    return EventSourceResponse(slots.hold(frames, address, p, request.app.state.revocations), ping=0,
+                               send_timeout=request.app.state.settings.sse_send_timeout_seconds,
+                               headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 # --- tickets ------------------------------------------------------------------------------------------------
@@ -605,6 +613,7 @@ async def lifespan(app: Starlette):
     hub = dict(queue_size=s.sse_queue_size, heartbeat=s.sse_ping_seconds)
     app.state.seat_hub = StreamHub(app.state.redis, seat_frame, kind="seats", **hub)
     app.state.notify_hub = StreamHub(app.state.redis, notification_frame, kind="notifications", **hub)
+    app.state.queue_watch = QueueWatch(app.state.redis, every=QUEUE_POLL_S, heartbeat=s.sse_ping_seconds)
     follow = asyncio.create_task(app.state.revocations.follow(app.state.redis))  # common/revocation.py
     # No index creation here: the projector owns the read models and their indexes (contracts/readmodels.py).
     # Thousands of long-lived streams mean a big, stable heap: the default GC thresholds (700 allocations)
@@ -617,6 +626,7 @@ async def lifespan(app: Starlette):
     await asyncio.gather(follow, return_exceptions=True)
     await app.state.seat_hub.close()
     await app.state.notify_hub.close()
+    await app.state.queue_watch.close()
     await app.state.redis.aclose()
     await app.state.mongo.close()
 

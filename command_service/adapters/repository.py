@@ -386,6 +386,17 @@ class Repository:
     async def queue_of(self, event_id: str) -> list[dict[str, Any]]:
         return await self._execute("SELECT * FROM queue_entries WHERE event_id = %s", (event_id,))
 
+    async def queue_record_counts(self, event_id: str, settled_s: float) -> dict[str, int]:
+        """The record's sizes, to compare with Redis's: ``entries`` in all, and of those older than ``settled_s``
+        (whose Redis writes, made right after their commit, must have landed): ``settled`` entries and
+        ``settled_admitted`` admissions."""
+        rows = await self._execute(
+            "SELECT count(*) AS entries, "
+            "count(*) FILTER (WHERE joined_at < now() - make_interval(secs => %s)) AS settled, "
+            "count(*) FILTER (WHERE admitted_at < now() - make_interval(secs => %s)) AS settled_admitted "
+            "FROM queue_entries WHERE event_id = %s", (settled_s, settled_s, event_id))
+        return dict(rows[0])
+
     async def claim_admitting_events(self, limit: int = 20) -> list[dict[str, Any]]:
         """On-sale waiting-room events, locked (SKIP LOCKED: one admitter per event at once, whichever process)."""
         return await self._execute(

@@ -15,7 +15,9 @@ An event with ``waiting_room = {admit_per_minute, admission_seconds}`` takes hol
 - **Redis** holds the working queue the query service reads (positions: a sorted set; admissions: a hash;
   contracts/keys.py). It is written after each commit. If Redis loses it (a flush, a restart without its data),
   the ``built`` marker is gone too, and the next sweep rebuilds all of it from PostgreSQL, order included; until
-  then the query service answers 503 for positions. Nothing is lost: PostgreSQL is the record.
+  then the query service answers 503 for positions. A write that failed after its commit (Redis unreachable for
+  a moment) is found by the next sweep that compares the sizes with the record, and mended by the same rebuild.
+  Nothing is lost: PostgreSQL is the record.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from command_service.domain import commands, errors
 from command_service.domain.events import QueueAdmitted, QueueJoined
 from command_service.domain.model import iso, new_id, require_role, utcnow
 from command_service.service_layer.services import Services
+from command_service.service_layer.unit_of_work import UnitOfWork
 from contracts import keys
 
 log = structlog.get_logger()
@@ -73,7 +76,7 @@ async def join_queue(cmd: commands.JoinQueue, svc: Services) -> dict[str, Any]:
         async with svc.uow() as uow:
             await _rebuild(svc, event.id, await uow.repo.queue_of(event.id))
     elif new or not await svc.redis.zscore(keys.queue_waiting(event.id), entry_id):
-        pipe = svc.redis.pipeline(transaction=False)
+        pipe = svc.redis.pipeline(transaction=True)
         pipe.zadd(keys.queue_waiting(event.id), {entry_id: _score(row)})
         pipe.hset(keys.queue_entries(event.id), entry_id, str(row["buyer_id"]))
         await pipe.execute()
@@ -90,7 +93,7 @@ async def admit_due(svc: Services) -> int:
     async with svc.uow() as uow:
         for ev in await uow.repo.claim_admitting_events():
             event_id, room = str(ev["id"]), ev["waiting_room"]
-            if not await svc.redis.exists(keys.queue_built(event_id)):
+            if await _redis_missed_writes(svc, uow, event_id):
                 await _rebuild(svc, event_id, await uow.repo.queue_of(event_id))
             if ev["sale_starts_at"] is None or ev["sale_starts_at"] > utcnow():
                 continue  # not open yet: nobody is admitted
@@ -104,13 +107,33 @@ async def admit_due(svc: Services) -> int:
                 uow.emit(QueueAdmitted.of(event_id, rows))
                 admitted.append((event_id, rows))
         await uow.commit()
-    for event_id, rows in admitted:  # the working queue follows the record
-        pipe = svc.redis.pipeline(transaction=False)
+    for event_id, rows in admitted:  # the working queue follows the record (one MULTI: no reader sees half)
+        pipe = svc.redis.pipeline(transaction=True)
         pipe.zrem(keys.queue_waiting(event_id), *[str(r["id"]) for r in rows])
         pipe.hset(keys.queue_admitted(event_id), mapping={
             str(r["id"]): _admission_value(r, event_id, svc.settings.jwt_secret) for r in rows})
         await pipe.execute()
     return sum(len(rows) for _, rows in admitted)
+
+
+SETTLED_S = 5.0  # a join's or an admission's Redis write follows its commit within this (or it was lost)
+
+
+async def _redis_missed_writes(svc: Services, uow: UnitOfWork, event_id: str) -> bool:
+    """Whether the working queue needs a rebuild: lost (no ``built`` marker), or missing what the record has had
+    for SETTLED_S (a Redis write that failed after its commit: an admission the buyer would never see, an entry
+    the query service would not know), or holding an admitted entry in the waiting set too (a join's write that
+    raced its admission). One Redis round trip and one count query per event and sweep."""
+    redis = await queue.read_counts(svc.redis, event_id)
+    if not redis.built:
+        return True
+    record = await uow.repo.queue_record_counts(event_id, SETTLED_S)
+    missed = (redis.entries < record["settled"] or redis.admitted < record["settled_admitted"]
+              or redis.waiting + redis.admitted < record["settled"])
+    doubled = redis.waiting + redis.admitted > redis.entries
+    if missed or doubled:
+        log.warning("waiting_room_behind_record", event_id=event_id, redis=redis._asdict(), record=record)
+    return missed or doubled
 
 
 async def _rebuild(svc: Services, event_id: str, rows: list[dict[str, Any]]) -> None:

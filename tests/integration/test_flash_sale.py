@@ -181,6 +181,44 @@ async def test_a_rebuilt_queue_keeps_the_waiting_order(api, organizer, pg, redis
     assert [r["id"] for r in rows] == after
 
 
+async def test_the_next_sweep_mends_redis_writes_lost_after_their_commit(api, organizer, pg, redis_client):
+    """Redis is written after each commit; a write lost there (Redis unreachable for a moment) would leave a buyer
+    admitted in PostgreSQL waiting for ever, or unknown to the query service. The sweep compares sizes and mends."""
+    ev = await event(api, organizer[1], [ga(capacity=50)], sale_starts_at=iso_in(1),
+                     waiting_room={"admit_per_minute": 600, "admission_seconds": 60})
+    await asyncio.sleep(1.2)
+    for _ in range(4):
+        assert (await api.call("POST", f"/api/v1/events/{ev['id']}/queue", api.buyer_token())).status == 201
+
+    async def admitted_rows():
+        rows = await (await pg.execute("SELECT id::text, buyer_id::text, admitted_at FROM queue_entries "
+                                       "WHERE event_id = %s ORDER BY seq", (ev["id"],))).fetchall()
+        return rows if len(rows) == 4 and all(r["admitted_at"] for r in rows) else None
+    rows = await eventually(admitted_rows, timeout=20, interval=0.2)
+    waiting, admitted, entries = (keys.queue_waiting(ev["id"]), keys.queue_admitted(ev["id"]),
+                                  keys.queue_entries(ev["id"]))
+    assert await redis_client.hlen(admitted) == 4 and await redis_client.zcard(waiting) == 0
+    lost_admission, lost_entry, doubled = rows[0]["id"], rows[1]["id"], rows[2]["id"]
+    # as if the writes were lost: one admission never reached Redis (the entry still waiting there), one join's
+    # entry never did, and a third entry is waiting and admitted at once (a join's write racing its admission);
+    # the record is older than the 5 s a write may take
+    await pg.execute("UPDATE queue_entries SET joined_at = joined_at - interval '10 s', "
+                     "admitted_at = admitted_at - interval '10 s' WHERE event_id = %s", (ev["id"],))
+    async with redis_client.pipeline(transaction=True) as pipe:
+        pipe.hdel(admitted, lost_admission, lost_entry)
+        pipe.hdel(entries, lost_entry)
+        pipe.zadd(waiting, {lost_admission: 1.0, doubled: 2.0})
+        await pipe.execute()
+
+    async def mended():
+        return (await redis_client.hlen(admitted) == 4 and await redis_client.hlen(entries) == 4
+                and await redis_client.zcard(waiting) == 0)
+    await eventually(mended, timeout=15, interval=0.2)
+    assert {k.decode() for k in await redis_client.hkeys(admitted)} == {r["id"] for r in rows}
+    owners = await redis_client.hgetall(entries)
+    assert {k.decode(): v.decode() for k, v in owners.items()} == {r["id"]: r["buyer_id"] for r in rows}
+
+
 async def test_the_controls_refuse_bad_input(api, organizer):
     v = await api.call("POST", "/api/v1/venues", organizer[1], json={"name": "H", "city": "T", "sections": [ga()]})
     base = {"venue_id": v.body["id"], "title": "x", "category": "music", "starts_at": "2030-06-01T19:00:00Z",
