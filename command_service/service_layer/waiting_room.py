@@ -93,7 +93,7 @@ async def admit_due(svc: Services) -> int:
     async with svc.uow() as uow:
         for ev in await uow.repo.claim_admitting_events():
             event_id, room = str(ev["id"]), ev["waiting_room"]
-            if await _redis_missed_writes(svc, uow, event_id):
+            if await _redis_missed_writes(svc, uow, event_id, ev["active"]):
                 await _rebuild(svc, event_id, await uow.repo.queue_of(event_id))
             if ev["sale_starts_at"] is None or ev["sale_starts_at"] > utcnow():
                 continue  # not open yet: nobody is admitted
@@ -119,14 +119,17 @@ async def admit_due(svc: Services) -> int:
 SETTLED_S = 5.0  # a join's or an admission's Redis write follows its commit within this (or it was lost)
 
 
-async def _redis_missed_writes(svc: Services, uow: UnitOfWork, event_id: str) -> bool:
-    """Whether the working queue needs a rebuild: lost (no ``built`` marker), or missing what the record has had
-    for SETTLED_S (a Redis write that failed after its commit: an admission the buyer would never see, an entry
-    the query service would not know), or holding an admitted entry in the waiting set too (a join's write that
-    raced its admission). One Redis round trip and one count query per event and sweep."""
+async def _redis_missed_writes(svc: Services, uow: UnitOfWork, event_id: str, active: bool) -> bool:
+    """Whether the working queue needs a rebuild: lost (no ``built`` marker), or, while the room is ``active``
+    (someone waiting, or admitted within the last minute), missing what the record has had for SETTLED_S (a Redis
+    write that failed after its commit: an admission the buyer would never see, an entry the query service would
+    not know), or holding an admitted entry in the waiting set too (a join's write that raced its admission). One
+    Redis round trip per event and sweep, and one count query per active one."""
     redis = await queue.read_counts(svc.redis, event_id)
     if not redis.built:
         return True
+    if not active:
+        return False
     record = await uow.repo.queue_record_counts(event_id, SETTLED_S)
     missed = (redis.entries < record["settled"] or redis.admitted < record["settled_admitted"]
               or redis.waiting + redis.admitted < record["settled"])

@@ -112,7 +112,8 @@ def test_an_admin_disables_a_user_everywhere(c, q, admin):
     # The users read model says so, and never holds a password hash.
     listed = eventually(lambda: (r := q.get("/api/v1/admin/users", params={"q": user["email"]},
                                             headers=bearer(admin["access_token"]))).status_code == 200
-                        and r.json()["items"] and r.json()["items"][0]["disabled"] and r.json(), timeout=60)
+                        and r.json()["items"] and r.json()["items"][0]["disabled"]
+                        and r.json()["total"] == 1 and r.json(), timeout=60)  # total and items: two reads
     assert listed["total"] == 1 and listed["items"][0]["id"] == user["id"]
     assert set(listed["items"][0]) == {"id", "email", "name", "role", "disabled", "created_at"}
 

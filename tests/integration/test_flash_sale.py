@@ -219,6 +219,24 @@ async def test_the_next_sweep_mends_redis_writes_lost_after_their_commit(api, or
     assert {k.decode(): v.decode() for k, v in owners.items()} == {r["id"]: r["buyer_id"] for r in rows}
 
 
+async def test_every_open_room_admits_however_many_rooms_are_open(api, organizer, pg):
+    """The admitter claims a bounded batch of rooms per sweep; rooms with someone waiting come first, so a stack
+    with many finished rooms (past 20, ordered by id, the later ones once never admitted anyone) still admits."""
+    for _ in range(22):  # finished rooms: open, nobody waiting
+        await event(api, organizer[1], [ga(capacity=5)], sale_starts_at=iso_in(0),
+                    waiting_room={"admit_per_minute": 600, "admission_seconds": 60})
+    busy = [await event(api, organizer[1], [ga(capacity=5)], sale_starts_at=iso_in(0),
+                        waiting_room={"admit_per_minute": 600, "admission_seconds": 60}) for _ in range(3)]
+    for ev in busy:
+        assert (await api.call("POST", f"/api/v1/events/{ev['id']}/queue", api.buyer_token())).status == 201
+
+    async def all_admitted():
+        row = await (await pg.execute("SELECT count(*) FILTER (WHERE admitted_at IS NOT NULL) AS n FROM queue_entries "
+                                      "WHERE event_id = ANY(%s)", ([e["id"] for e in busy],))).fetchone()
+        return row["n"] == 3
+    await eventually(all_admitted, timeout=20, interval=0.2)
+
+
 async def test_the_controls_refuse_bad_input(api, organizer):
     v = await api.call("POST", "/api/v1/venues", organizer[1], json={"name": "H", "city": "T", "sections": [ga()]})
     base = {"venue_id": v.body["id"], "title": "x", "category": "music", "starts_at": "2030-06-01T19:00:00Z",
